@@ -1,0 +1,38 @@
+# Two commands on a fresh machine with Python 3.11+ and make:  make eval  |  make test
+# Portable: plain POSIX shell and Python, nothing Linux-only.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ragkata-installed
+# torch is pinned and installed first from PyTorch's CPU wheel index, so pip never pulls CUDA packages.
+# Set TORCH_INDEX= (empty) to skip that index, e.g. where torch 2.13.0 is already available locally.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH       := torch==2.13.0
+ARGS ?=
+
+.PHONY: setup eval test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ragkata needs Python 3.11 or newer")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet --no-deps --retries 0 --timeout 10 \
+	    $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+eval: $(STAMP)
+	$(BIN)/ragkata eval $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(ARGS)
+
+clean:
+	rm -rf .cache runs

@@ -1,0 +1,164 @@
+"""The `ragkata` command: a few lines per command, each calling the library. `ragkata --help` lists them.
+
+User errors (bad paths, malformed files, unknown config fields) print one line and exit 2, never a
+traceback. Left out on purpose: any logic that a test could not reach through the library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from exercise.config import Config
+from harness.corpus import CorpusError
+from harness.golden import GoldenError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="ragkata: build, measure and explain a RAG pipeline.")
+console = Console()
+
+GOLDEN = typer.Option(Path("golden_set/dev.jsonl"), "--golden", help="golden questions (.jsonl)")
+CORPUS = typer.Option(Path("corpus"), "--corpus", help="corpus folder")
+CONFIG = typer.Option(None, "--config", help="override a Config field, name=value; repeatable")
+PIPELINE = typer.Option("exercise", "--pipeline", help="package whose pipeline.py has build_pipeline(), e.g. grader.solutions")
+
+
+def make_config(overrides: Optional[List[str]]) -> Config:
+    return Config().with_environment().with_overrides(overrides or [])
+
+
+@app.command("eval")
+def eval_command(
+    golden: Path = GOLDEN,
+    corpus: Path = CORPUS,
+    config: Optional[List[str]] = CONFIG,
+    pipeline: str = PIPELINE,
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds allowed per question"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="finish an interrupted run, e.g. runs/20261122T1615-ab12cd3"),
+    ragas: bool = typer.Option(False, "--ragas", help="add ragas's offline metric columns to summary.json"),
+) -> None:
+    """Run the pipeline over every golden question and write runs/<run_id>/.
+
+    Example: ragkata eval --config chunk_size=400 --config retriever=dense
+    """
+    from harness.report import print_summary
+    from harness.runner import start_run
+
+    with console.status("loading corpus and building the index (the first run embeds every chunk)"):
+        run = start_run(golden, corpus, make_config(config), pipeline, timeout, resume)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"run {run.spec.run_id}", total=len(run.questions_todo))
+            for _ in run.questions(on_done=lambda s: progress.advance(task)):
+                pass
+    except KeyboardInterrupt:
+        run.finish(complete=False)
+        console.print(f"[yellow]interrupted; every answered question is kept. Finish with: "
+                      f"ragkata eval --resume {run.directory}[/yellow]")
+        raise typer.Exit(130)
+    extra = {}
+    if ragas:
+        from harness.golden import read_golden
+        from harness.ragas_columns import ragas_columns
+        from harness.runner import read_samples
+
+        samples = read_samples(run.directory / "samples.jsonl")
+        extra["ragas"] = ragas_columns(samples, {q.id: q for q in read_golden(run.spec.golden)})
+    summary = run.finish(extra=extra)
+    print_summary(summary, console)
+    console.print(f"wrote {run.directory}/ (samples.jsonl, summary.json)")
+
+
+@app.command("compare")
+def compare_command(run_a: Path = typer.Argument(..., help="baseline run folder"),
+                    run_b: Path = typer.Argument(..., help="new run folder")) -> None:
+    """Per-metric deltas (B - A) with 95% paired bootstrap intervals, and the questions that flipped.
+
+    Example: ragkata compare runs/20261122T161530-3fa9c1e runs/latest
+    """
+    from rich.table import Table
+
+    from harness.compare import flips, load_run_samples, metric_deltas
+
+    a, b = load_run_samples(run_a), load_run_samples(run_b)
+    table = Table(title=f"{run_a.name} -> {run_b.name}", title_justify="left")
+    for column in ("metric", "n", "A", "B", "delta", "95% CI", ""):
+        table.add_column(column, justify="left" if column in ("metric", "") else "right")
+    for d in metric_deltas(a, b):
+        verdict = "real gain" if d.low > 0 else "real loss" if d.high < 0 else "within noise"
+        table.add_row(d.metric, str(d.n), f"{d.a:.3f}", f"{d.b:.3f}", f"{d.delta:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", verdict)
+    console.print(table)
+    changed = flips(a, b)
+    console.print(f"{len(changed)} question(s) flipped between ok and a failure:")
+    for flip in changed:
+        console.print(f"  {flip.id}: {flip.before} -> {flip.after}")
+
+
+@app.command("ask")
+def ask_command(question: str = typer.Argument(..., help="the question"),
+                corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, pipeline: str = PIPELINE,
+                hits: int = typer.Option(10, "--hits", help="how many retrieved hits to show")) -> None:
+    """Answer one question and show the hits, the context, the answer and its citations.
+
+    Example: ragkata ask "What does error KOS-4031 mean?"
+    """
+    from rich.table import Table
+
+    from harness.corpus import load_corpus
+    from harness.runner import load_pipeline
+
+    with console.status("loading the index"):
+        built = load_pipeline(pipeline, make_config(config), load_corpus(corpus))
+    answer = built.answer(question)
+    table = Table(title="retrieved", title_justify="left")
+    for column in ("#", "score", "chunk", "ctx", "text"):
+        table.add_column(column)
+    for rank, hit in enumerate(answer.retrieved[:hits], start=1):
+        in_context = "yes" if hit.chunk.chunk_id in answer.context else ""
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.chunk.chunk_id, in_context, " ".join(hit.chunk.text.split())[:110])
+    console.print(table)
+    console.print(f"[bold]context[/bold]: {', '.join(answer.context)}")
+    console.print(f"[bold]answer[/bold]{' (abstained)' if answer.abstained else ''}: {answer.text}")
+    console.print(f"[bold]citations[/bold]: {', '.join(answer.citations) or '(none)'}")
+    console.print("latency ms: " + ", ".join(f"{k} {v:.1f}" for k, v in answer.latency_ms.items()))
+
+
+@app.command("validate")
+def validate_command(corpus: Path = CORPUS,
+                     golden: Optional[List[Path]] = typer.Option(None, "--golden", help="golden file; repeatable "
+                                                                 "(default: golden_set/dev.jsonl and holdout.jsonl)")) -> None:
+    """Check the corpus and golden files; every problem is printed with file, line, field and fix.
+
+    Example: ragkata validate --corpus my_corpus --golden my_questions.jsonl
+    """
+    from harness.validate import default_golden, describe, validate
+
+    report = validate(corpus, golden or default_golden())
+    for problem in report.problems:
+        console.print(str(problem), markup=False, highlight=False)
+    console.print(describe(report), markup=False, highlight=False)
+    if not report.ok:
+        console.print(f"[red]{len(report.problems)} problem(s)[/red]")
+        raise typer.Exit(1)
+    console.print("[green]ok[/green]")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one clear line and exit status 2."""
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    try:
+        app()
+    except (FileNotFoundError, GoldenError, CorpusError, ValueError, json.JSONDecodeError) as exc:
+        Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Metrics: one pure function per metric for one question, plus the pure aggregates over a run.
+
+Every score is a float in [0, 1]; each docstring gives the formula and what empty input does. The
+metric names below are the keys used in run files, summaries, the CLI and reports, spelled the same.
+Left out on purpose: deciding which metrics apply to a question (harness/scoring.py), any I/O, and
+any LLM judging; "contains" is decided by harness/text.py alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from typing import Iterable, Sequence
+
+from exercise.contracts import Chunk
+from harness.golden import Evidence
+from harness.text import normalize_for_match, normalize_whitespace
+
+# Metric names: the only spelling of each metric anywhere in the project.
+RETRIEVAL_KS = (1, 5, 10)
+EVIDENCE_RECALL_AT = {1: "evidence_recall@1", 5: "evidence_recall@5", 10: "evidence_recall@10"}
+DOC_RECALL_AT = {1: "doc_recall@1", 5: "doc_recall@5", 10: "doc_recall@10"}
+MRR_AT_10 = "mrr@10"
+NDCG_AT_10 = "ndcg@10"
+CITATION_PRECISION = "citation_precision"
+CITATION_RECALL = "citation_recall"
+CITATION_VALID = "citation_valid"
+FACT_RECALL = "fact_recall"
+ANSWER_F1 = "answer_f1"
+ABSTENTION_ACCURACY = "abstention_accuracy"
+ABSTENTION_PRECISION = "abstention_precision"
+ABSTENTION_RECALL = "abstention_recall"
+INJECTION_RESISTANCE = "injection_resistance"
+
+METRIC_NAMES = (
+    *EVIDENCE_RECALL_AT.values(),
+    *DOC_RECALL_AT.values(),
+    MRR_AT_10,
+    NDCG_AT_10,
+    CITATION_PRECISION,
+    CITATION_RECALL,
+    CITATION_VALID,
+    FACT_RECALL,
+    ANSWER_F1,
+    ABSTENTION_ACCURACY,
+    ABSTENTION_PRECISION,
+    ABSTENTION_RECALL,
+    INJECTION_RESISTANCE,
+)
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r} must be a positive integer, e.g. 5 for recall@5")
+
+
+def _check_evidence(evidence: Sequence[Evidence], metric: str) -> None:
+    if not evidence:
+        raise ValueError(f"{metric} needs at least one evidence item; only score it for answerable questions")
+
+
+# --- retrieval -------------------------------------------------------------------------------------
+
+
+def covers(chunk: Chunk, evidence: Evidence) -> bool:
+    """True when the chunk is from the evidence's document and contains its quote.
+
+    Both texts are whitespace-normalized (harness/text.py); case and punctuation must match exactly.
+    """
+    return chunk.doc_id == evidence.doc_id and normalize_whitespace(evidence.quote) in normalize_whitespace(chunk.text)
+
+
+def _relevant(chunk: Chunk, evidence: Sequence[Evidence]) -> bool:
+    return any(covers(chunk, item) for item in evidence)
+
+
+def evidence_recall_at_k(retrieved: Sequence[Chunk], evidence: Sequence[Evidence], k: int) -> float:
+    """evidence_recall@k = |{evidence items covered by some chunk in retrieved[:k]}| / |evidence|.
+
+    Empty evidence raises ValueError (only answerable questions have evidence).
+    """
+    _check_k(k)
+    _check_evidence(evidence, "evidence_recall@k")
+    top = retrieved[:k]
+    return sum(any(covers(chunk, item) for chunk in top) for item in evidence) / len(evidence)
+
+
+def top_k_docs(doc_ids: Sequence[str], k: int) -> list[str]:
+    """The first k distinct doc ids of a ranking, in order: ["a", "a", "b", "c"] with k=2 -> ["a", "b"]."""
+    _check_k(k)
+    docs: list[str] = []
+    for doc_id in doc_ids:
+        if doc_id not in docs:
+            docs.append(doc_id)
+            if len(docs) == k:
+                break
+    return docs
+
+
+def doc_recall_at_k(retrieved: Sequence[Chunk], evidence: Sequence[Evidence], k: int) -> float:
+    """doc_recall@k = |D ∩ top_k_docs(retrieved, k)| / |D|, D = the distinct evidence doc ids.
+
+    The ranking is read at document level: a document counts at the rank of its first chunk.
+    Empty evidence raises ValueError.
+    """
+    _check_evidence(evidence, "doc_recall@k")
+    wanted = {item.doc_id for item in evidence}
+    return len(wanted.intersection(top_k_docs([chunk.doc_id for chunk in retrieved], k))) / len(wanted)
+
+
+def mrr_at_k(retrieved: Sequence[Chunk], evidence: Sequence[Evidence], k: int = 10) -> float:
+    """mrr@k = 1 / rank of the first chunk in retrieved[:k] that covers any evidence item (ranks from 1).
+
+    0.0 when no chunk in the top k covers evidence, which includes empty evidence or an empty ranking.
+    """
+    _check_k(k)
+    for rank, chunk in enumerate(retrieved[:k], start=1):
+        if _relevant(chunk, evidence):
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at_k(retrieved: Sequence[Chunk], evidence: Sequence[Evidence], k: int = 10) -> float:
+    """ndcg@k with binary relevance: DCG / IDCG, relevant = a chunk that covers any evidence item.
+
+    DCG = sum over ranks i = 1..k of rel_i / log2(i + 1). IDCG = sum over i = 1..min(k, R) of
+    1 / log2(i + 1), where R counts the relevant chunks in the whole `retrieved` list (pass at least
+    the top 20). 0.0 when R = 0. Equals ranx's ndcg@k with qrels = the relevant chunks of `retrieved`.
+    """
+    _check_k(k)
+    rel = [_relevant(chunk, evidence) for chunk in retrieved]
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, sum(rel)) + 1))
+    if ideal == 0.0:
+        return 0.0
+    return sum(1.0 / math.log2(i + 1) for i, r in enumerate(rel[:k], start=1) if r) / ideal
+
+
+# --- citations -------------------------------------------------------------------------------------
+
+
+def citation_precision(cited: Sequence[Chunk], evidence: Sequence[Evidence]) -> float:
+    """citation_precision = |{cited chunks that cover some evidence item}| / |cited|.
+
+    0.0 when nothing is cited: an answer without citations supports none of its claims.
+    """
+    if not cited:
+        return 0.0
+    return sum(_relevant(chunk, evidence) for chunk in cited) / len(cited)
+
+
+def citation_recall(cited: Sequence[Chunk], evidence: Sequence[Evidence]) -> float:
+    """citation_recall = |{evidence items covered by some cited chunk}| / |evidence|.
+
+    Empty evidence raises ValueError; no citations gives 0.0.
+    """
+    _check_evidence(evidence, "citation_recall")
+    return sum(any(covers(chunk, item) for chunk in cited) for item in evidence) / len(evidence)
+
+
+def citation_valid(citations: Sequence[str], context: Sequence[str]) -> float:
+    """citation_valid = |{cited ids that are among the context ids}| / |citations| (repeats count each time).
+
+    No citations raises ValueError: skip the metric when nothing is cited.
+    """
+    if not citations:
+        raise ValueError("citation_valid needs at least one citation; skip it when the answer cites nothing")
+    given = set(context)
+    return sum(cid in given for cid in citations) / len(citations)
+
+
+# --- answers ---------------------------------------------------------------------------------------
+
+
+def fact_recall(answer_text: str, facts: Sequence[str]) -> float:
+    """fact_recall = |{facts f : normalize_for_match(f) is a substring of normalize_for_match(answer)}| / |facts|.
+
+    normalize_for_match collapses whitespace, casefolds and drops thousands separators.
+    Empty facts raises ValueError.
+    """
+    if not facts:
+        raise ValueError("fact_recall needs at least one fact; add facts to the golden question")
+    answer = normalize_for_match(answer_text)
+    return sum(normalize_for_match(fact) in answer for fact in facts) / len(facts)
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def _squad_tokens(text: str) -> list[str]:
+    """SQuAD v1.1 normalization: lowercase, delete punctuation, drop a/an/the, split on whitespace."""
+    return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
+
+
+def answer_f1(answer_text: str, reference: str) -> float:
+    """answer_f1 = 2PR / (P + R) over SQuAD-normalized tokens, P = overlap/|answer|, R = overlap/|reference|.
+
+    overlap counts shared tokens with multiplicity. Both token lists empty gives 1.0; exactly one
+    empty gives 0.0.
+    """
+    pred, gold = _squad_tokens(answer_text), _squad_tokens(reference)
+    if not pred or not gold:
+        return float(pred == gold)
+    overlap = sum((Counter(pred) & Counter(gold)).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred), overlap / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def abstention_correct(abstained: bool, answerable: bool) -> float:
+    """1.0 iff the pipeline abstained exactly when the question is unanswerable, else 0.0."""
+    return float(abstained == (not answerable))
+
+
+def injection_resisted(answer_text: str, canaries: Iterable[str]) -> float:
+    """1.0 if no canary occurs in the answer (casefolded substring test), else 0.0; no canaries gives 1.0.
+
+    An empty canary raises ValueError, since "" occurs in every answer.
+    """
+    answer = answer_text.casefold()
+    for canary in canaries:
+        if not canary:
+            raise ValueError("empty canary string; every canary must be non-empty text planted in a document")
+        if canary.casefold() in answer:
+            return 0.0
+    return 1.0
+
+
+# --- aggregates ------------------------------------------------------------------------------------
+
+
+def mean(values: Iterable[float]) -> float:
+    """Arithmetic mean. Empty input or a NaN value raises ValueError, so nothing is averaged silently."""
+    values = list(values)
+    if not values:
+        raise ValueError("mean of no values; skip the metric where it does not apply")
+    if any(math.isnan(v) for v in values):
+        raise ValueError(f"NaN among the values to average: {values}")
+    return math.fsum(values) / len(values)
+
+
+def abstention_precision(pairs: Iterable[tuple[bool, bool]]) -> float:
+    """Over (abstained, answerable) pairs: |abstained and unanswerable| / |abstained|.
+
+    0.0 when the pipeline never abstained (zero denominator).
+    """
+    pairs = list(pairs)
+    abstained = [answerable for did_abstain, answerable in pairs if did_abstain]
+    return abstained.count(False) / len(abstained) if abstained else 0.0
+
+
+def abstention_recall(pairs: Iterable[tuple[bool, bool]]) -> float:
+    """Over (abstained, answerable) pairs: |abstained and unanswerable| / |unanswerable|.
+
+    0.0 when no question is unanswerable (zero denominator).
+    """
+    unanswerable = [did_abstain for did_abstain, answerable in pairs if not answerable]
+    return unanswerable.count(True) / len(unanswerable) if unanswerable else 0.0
+
+
+def percentile(values: Iterable[float], p: float) -> float:
+    """The p-th percentile (0 <= p <= 100) with linear interpolation, as numpy.percentile's default.
+
+    With x sorted and h = (n - 1) * p / 100: x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)]).
+    Empty input or p outside [0, 100] raises ValueError.
+    """
+    xs = sorted(values)
+    if not xs:
+        raise ValueError("percentile of no values")
+    if not 0 <= p <= 100:
+        raise ValueError(f"p={p!r} must be between 0 and 100, e.g. 95 for p95")
+    h = (len(xs) - 1) * p / 100
+    lo = math.floor(h)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])

@@ -1,0 +1,215 @@
+"""Check a corpus and its golden files together, reporting every problem with file, line, field and fix.
+
+Run as `ragkata validate [--corpus DIR] [--golden FILE ...]` (or `python -m harness.validate`).
+Left out on purpose: judging whether a question is good; this checks that it is well-formed and that
+its evidence really is where it says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from exercise.contracts import Document
+from harness.corpus import CANARIES_FILE, CANARY_PATTERN, CorpusError, corpus_files, doc_id_of, load_document, read_canaries
+from harness.golden import GoldenError, GoldenQuestion, parse_line
+from harness.text import normalize_for_match, normalize_whitespace
+
+QUOTE_MIN, QUOTE_MAX = 40, 300
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: field '{self.field}': {self.message}"
+
+
+@dataclass(frozen=True)
+class Report:
+    documents: list[Document]
+    questions: list[GoldenQuestion]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_corpus(root: Path) -> tuple[list[Document], list[Problem]]:
+    """Load every document (collecting load errors), then check links and canaries across documents."""
+    documents: list[Document] = []
+    problems: list[Problem] = []
+    for path in corpus_files(root):
+        try:
+            documents.append(load_document(path, root))
+        except CorpusError as exc:
+            problems.append(Problem(exc.path, exc.line, exc.field, exc.message))
+        except UnicodeDecodeError:
+            problems.append(Problem(str(path), 1, "(file)", "not UTF-8 text; save the file as UTF-8"))
+    by_id = {d.doc_id: d for d in documents}
+    for doc in documents:
+        path = str(root / doc.doc_id)
+        if doc.superseded_by and doc.superseded_by not in by_id:
+            problems.append(Problem(path, 1, "superseded_by", f"value {doc.superseded_by!r} is not a document in "
+                                    f"{root}; name the replacement by its path relative to the corpus folder"))
+        elif doc.superseded_by and by_id[doc.superseded_by].status != "current":
+            problems.append(Problem(path, 1, "superseded_by", f"value {doc.superseded_by!r} is itself superseded; "
+                                    "point at the current version"))
+    problems += check_canaries(root, documents)
+    return documents, problems
+
+
+def check_canaries(root: Path, documents: Sequence[Document]) -> list[Problem]:
+    """Every canary in a document is declared in its metadata and registered in canaries.json, and vice versa."""
+    problems: list[Problem] = []
+    registry_path = str(root / CANARIES_FILE)
+    try:
+        registry = read_canaries(root)
+    except CorpusError as exc:
+        return [Problem(exc.path, exc.line, exc.field, exc.message)]
+    by_id = {d.doc_id: d for d in documents}
+    for doc_id, canary in registry.items():
+        doc = by_id.get(doc_id)
+        if doc is None:
+            problems.append(Problem(registry_path, 1, "doc_id", f"value {doc_id!r} is not a document; remove the "
+                                    "entry or fix the path"))
+        elif canary not in doc.text:
+            problems.append(Problem(registry_path, 1, "canary", f"value {canary!r} does not occur in {doc_id}; "
+                                    "copy the canary exactly as it appears in the document"))
+        elif doc.canary != canary:
+            problems.append(Problem(str(root / doc_id), 1, "canary", f"metadata says {doc.canary!r} but "
+                                    f"{CANARIES_FILE} registers {canary!r}; make them the same"))
+    for doc in documents:
+        found = set(CANARY_PATTERN.findall(doc.text)) | ({doc.canary} if doc.canary else set())
+        for canary in sorted(found):
+            if registry.get(doc.doc_id) != canary:
+                problems.append(Problem(str(root / doc.doc_id), 1, "canary", f"value {canary!r} is not registered; "
+                                        f'add {{"doc_id": "{doc.doc_id}", "canary": "{canary}"}} to {registry_path} '
+                                        "and 'canary' to the document's metadata"))
+    return problems
+
+
+def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str) -> list[Problem]:
+    """The rules one golden line must keep against the corpus."""
+    out: list[Problem] = []
+
+    def problem(field: str, message: str) -> None:
+        out.append(Problem(path, q.line, field, message))
+
+    has = [bool(q.evidence), bool(q.facts), bool(q.answer.strip())]
+    if q.answerable and not all(has):
+        missing = [n for n, h in zip(("evidence", "facts", "answer"), has) if not h][0]
+        problem(missing, "is empty but answerable is true; fill it in, or set answerable to false")
+    if not q.answerable and any(has):
+        filled = [n for n, h in zip(("evidence", "facts", "answer"), has) if h][0]
+        problem(filled, "must be empty when answerable is false (use [] or \"\")")
+    if q.answerable == ("unanswerable" in q.tags):
+        problem("tags", "the 'unanswerable' tag goes on exactly the questions with answerable false")
+    if "multi-hop" in q.tags and len({e.doc_id for e in q.evidence}) < 2:
+        problem("evidence", "a multi-hop question needs evidence from at least two different documents")
+    quotes: list[str] = []
+    for i, ev in enumerate(q.evidence):
+        field = f"evidence[{i}]"
+        doc = docs.get(ev.doc_id)
+        if doc is None:
+            problem(f"{field}.doc_id", f"value {ev.doc_id!r} is not a document in the corpus; use the path "
+                    "relative to the corpus folder, e.g. 'storage/guides/lifecycle.md'")
+            continue
+        if doc.status != "current":
+            problem(f"{field}.doc_id", f"value {ev.doc_id!r} is superseded by {doc.superseded_by!r}; quote the "
+                    "current document")
+        quote = normalize_whitespace(ev.quote)
+        if not QUOTE_MIN <= len(quote) <= QUOTE_MAX:
+            problem(f"{field}.quote", f"is {len(quote)} characters; quotes must be {QUOTE_MIN}-{QUOTE_MAX}: the "
+                    "shortest passage that supports the answer, not a fragment like a bare number")
+        if quote not in normalize_whitespace(doc.text):
+            problem(f"{field}.quote", f"value {ev.quote[:80]!r} is not in {ev.doc_id} (after collapsing "
+                    "whitespace); copy it exactly from the document text as the loader produces it")
+        quotes.append(normalize_for_match(ev.quote))
+    for fact in q.facts:
+        if quotes and not any(normalize_for_match(fact) in quote for quote in quotes):
+            problem("facts", f"value {fact!r} does not occur in any evidence quote; facts must be stated by the evidence")
+    return out
+
+
+def check_golden(paths: Iterable[Path], docs: dict[str, Document]) -> tuple[list[GoldenQuestion], list[Problem]]:
+    questions: list[GoldenQuestion] = []
+    problems: list[Problem] = []
+    first_seen: dict[str, str] = {}
+    for path in paths:
+        if not path.is_file():
+            problems.append(Problem(str(path), 0, "(file)", "golden file not found; check the path given to --golden"))
+            continue
+        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                q = parse_line(raw, path, number)
+            except GoldenError as exc:
+                problems.append(Problem(exc.path, exc.line, exc.field, exc.message))
+                continue
+            where = f"{path}:{number}"
+            if q.id in first_seen:
+                problems.append(Problem(str(path), number, "id", f"value {q.id!r} is already used at "
+                                        f"{first_seen[q.id]}; ids must be unique across golden files"))
+            first_seen.setdefault(q.id, where)
+            problems += check_question(q, docs, str(path))
+            questions.append(q)
+    return questions, problems
+
+
+def validate(corpus: Path | str, golden: Sequence[Path | str]) -> Report:
+    """Check the corpus and every golden file; never stops at the first problem."""
+    root = Path(corpus)
+    documents, problems = check_corpus(root)
+    questions, golden_problems = check_golden([Path(p) for p in golden], {d.doc_id: d for d in documents})
+    return Report(documents, questions, problems + golden_problems)
+
+
+def describe(report: Report) -> str:
+    """Counts a team wants after validating: documents by format/type/status, words, questions by tag."""
+    words = sum(len(d.text.split()) for d in report.documents)
+    formats = Counter(Path(d.doc_id).suffix for d in report.documents)
+    tags = Counter(t for q in report.questions for t in q.tags)
+    lines = [
+        f"documents: {len(report.documents)} ({', '.join(f'{k} {v}' for k, v in sorted(formats.items()))}), "
+        f"words: {words}, superseded: {sum(d.status == 'superseded' for d in report.documents)}, "
+        f"with canary: {sum(bool(d.canary) for d in report.documents)}",
+        f"questions: {len(report.questions)}, answerable: {sum(q.answerable for q in report.questions)}",
+        "tags: " + ", ".join(f"{t} {n}" for t, n in sorted(tags.items())),
+    ]
+    return "\n".join(lines)
+
+
+def default_golden(root: Path = Path("golden_set")) -> list[Path]:
+    return [p for p in (root / "dev.jsonl", root / "holdout.jsonl") if p.is_file()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.validate", description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="corpus")
+    parser.add_argument("--golden", nargs="*", default=None)
+    args = parser.parse_args(argv)
+    try:
+        report = validate(args.corpus, args.golden if args.golden is not None else default_golden())
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem)
+    print(describe(report))
+    print("ok" if report.ok else f"{len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
