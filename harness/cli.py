@@ -142,8 +142,8 @@ def validate_command(corpus: Path = CORPUS,
 
     report = validate(corpus, golden or default_golden())
     for problem in report.problems:
-        console.print(str(problem), markup=False, highlight=False)
-    console.print(describe(report), markup=False, highlight=False)
+        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    console.print(describe(report), markup=False, highlight=False, soft_wrap=True)
     if not report.ok:
         console.print(f"[red]{len(report.problems)} problem(s)[/red]")
         raise typer.Exit(1)
@@ -156,7 +156,7 @@ def main() -> None:
     try:
         app()
     except (FileNotFoundError, GoldenError, CorpusError, ValueError, json.JSONDecodeError) as exc:
-        Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False)
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,0 +1,86 @@
+"""The CLI through typer's runner: eval, Ctrl-C, compare, ask, validate, and user errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app, main
+from harness.runner import read_samples
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def eval_args(corpus: Path, golden: Path, module: str, *extra: str) -> list[str]:
+    return ["eval", "--corpus", str(corpus), "--golden", str(golden), "--pipeline", module, *extra]
+
+
+def test_eval_prints_tables_and_writes_the_run(runs, fixture_corpus, fixture_golden, fake_pipeline_module):
+    result = invoke(*eval_args(fixture_corpus, fixture_golden, fake_pipeline_module, "--config", "k_context=2"))
+    assert result.exit_code == 0, result.output
+    for text in ("evidence_recall@5", "per tag", "failures", "latency", "wrote"):
+        assert text in result.output
+    (run,) = [p for p in runs.iterdir() if p.name != "latest"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["k_context"] == 2
+    assert all(len(s["context"]) <= 2 for s in read_samples(run / "samples.jsonl"))
+
+
+def test_ctrl_c_keeps_answered_questions_and_says_how_to_resume(runs, tmp_path, fixture_corpus, fixture_golden, fake_pipeline_module):
+    lines = fixture_golden.read_text().splitlines()
+    stop = json.loads(lines[5]) | {"id": "stop", "question": "INTERRUPT here"}
+    golden = tmp_path / "g.jsonl"
+    golden.write_text("\n".join(lines[:3] + [json.dumps(stop)] + lines[3:5]) + "\n")
+    result = runner.invoke(app, eval_args(fixture_corpus, golden, fake_pipeline_module))
+    assert result.exit_code == 130
+    assert "--resume" in result.output
+    (run,) = [p for p in runs.iterdir() if p.name != "latest"]
+    assert [s["id"] for s in read_samples(run / "samples.jsonl")] == ["fx-01", "fx-02", "fx-03"]
+    assert json.loads((run / "summary.json").read_text())["complete"] is False
+
+
+def test_compare_shows_intervals_and_flips(runs, fixture_corpus, fixture_golden, fake_pipeline_module):
+    invoke(*eval_args(fixture_corpus, fixture_golden, fake_pipeline_module, "--config", "k_context=1"))
+    invoke(*eval_args(fixture_corpus, fixture_golden, fake_pipeline_module, "--config", "k_context=5"))
+    a, b = sorted(p for p in runs.iterdir() if p.name != "latest")
+    result = invoke("compare", str(a), str(b))
+    assert result.exit_code == 0, result.output
+    assert "fact_recall" in result.output and "95% CI" in result.output and "flipped" in result.output
+
+
+def test_ask_shows_hits_context_answer_and_citations(fixture_corpus, fake_pipeline_module):
+    result = invoke("ask", "How many rules per bucket?", "--corpus", str(fixture_corpus), "--pipeline", fake_pipeline_module)
+    assert result.exit_code == 0, result.output
+    for text in ("retrieved", "context", "answer", "citations", "guides/lifecycle.md#"):
+        assert text in result.output
+
+
+def test_validate_exit_codes(fixture_corpus, fixture_golden, tmp_path):
+    assert invoke("validate", "--corpus", str(fixture_corpus), "--golden", str(fixture_golden)).exit_code == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(fixture_golden.read_text().replace('"numeric"]', '"numerc"]', 1))
+    result = invoke("validate", "--corpus", str(fixture_corpus), "--golden", str(bad))
+    assert result.exit_code == 1 and "'numerc'" in result.output
+
+
+def test_user_errors_exit_2_with_file_and_line(monkeypatch, capsys, runs, tmp_path, fixture_corpus, fake_pipeline_module):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"}\n')
+    monkeypatch.setattr(sys, "argv", ["ragkata", *eval_args(fixture_corpus, bad, fake_pipeline_module)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1: field 'question': missing" in err and "Traceback" not in err
+    monkeypatch.setattr(sys, "argv", ["ragkata", "eval", "--config", "chunk_sise=3"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "unknown config field 'chunk_sise'" in capsys.readouterr().err
