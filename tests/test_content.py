@@ -1,0 +1,78 @@
+"""The shipped corpus and golden set: they validate, and the counts the exercise depends on hold."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.corpus import load_corpus, read_canaries
+from harness.golden import TAGS, read_golden
+from harness.validate import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV, HOLDOUT = ROOT / "golden_set/dev.jsonl", ROOT / "golden_set/holdout.jsonl"
+needs_holdout = pytest.mark.skipif(not HOLDOUT.is_file(), reason="no holdout here (the candidate bundle leaves it out)")
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return load_corpus(ROOT / "corpus")
+
+
+def test_shipped_content_validates():
+    golden = [p for p in (DEV, HOLDOUT) if p.is_file()]
+    report = validate(ROOT / "corpus", golden)
+    assert [str(p) for p in report.problems] == []
+
+
+def test_corpus_size(documents):
+    assert len(documents) >= 220
+    assert 120_000 <= sum(len(d.text.split()) for d in documents) <= 300_000
+    assert {Path(d.doc_id).suffix for d in documents} == {".md", ".html", ".txt"}
+
+
+def test_planted_documents(documents):
+    by_id = {d.doc_id: d for d in documents}
+    superseded = [d for d in documents if d.status == "superseded"]
+    assert len(superseded) >= 10 and all(by_id[d.superseded_by].status == "current" for d in superseded)
+    assert sum(len(d.text.split()) > 3000 for d in documents) >= 10
+    assert sum(bool(re.search(r"^\| .* \|$", d.text, re.M)) for d in documents) >= 10
+    canaries = read_canaries(ROOT / "corpus")
+    assert len(canaries) >= 5 and all(by_id[doc].canary == c for doc, c in canaries.items())
+
+
+def tag_counts(path: Path) -> Counter:
+    return Counter(tag for q in read_golden(path) for tag in q.tags)
+
+
+def test_dev_mix():
+    questions, tags = read_golden(DEV), tag_counts(DEV)
+    assert len(questions) >= 150
+    assert all(tags[t] >= 8 for t in TAGS), tags
+    assert tags["unanswerable"] >= 15
+
+
+@needs_holdout
+def test_holdout_mix_and_no_overlap_with_dev():
+    dev, holdout = read_golden(DEV), read_golden(HOLDOUT)
+    assert len(holdout) >= 80
+    assert all(tag_counts(HOLDOUT)[t] >= 4 for t in TAGS)
+    assert not {q.id for q in dev} & {q.id for q in holdout}
+    assert not {q.question.lower() for q in dev} & {q.question.lower() for q in holdout}
+    dev_quotes = {(e.doc_id, e.quote) for q in dev for e in q.evidence}
+    assert [q.id for q in holdout if any((e.doc_id, e.quote) in dev_quotes for e in q.evidence)] == []
+
+
+def test_traps_md_lists_the_question_ids_of_each_tag():
+    text = (ROOT / "golden_set/TRAPS.md").read_text()
+    for split, path in (("Dev", DEV), ("Holdout", HOLDOUT)):
+        if not path.is_file():
+            continue
+        questions = read_golden(path)
+        for tag in TAGS:
+            section = text.split(f"## `{tag}`", 1)[1].split("\n## ", 1)[0]
+            listed = re.search(rf"\*\*{split} \(\d+\):\*\* (.*)", section).group(1).split(", ")
+            assert listed == [q.id for q in questions if tag in q.tags], (split, tag)
