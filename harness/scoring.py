@@ -20,19 +20,20 @@ FAILURE_LABELS = (
     "error",  # the pipeline raised
     "abstained_wrongly",  # answerable, but the pipeline abstained
     "answered_unanswerable",  # unanswerable, but the pipeline answered
-    "ok",  # unanswerable and correctly abstained on; also: nothing below went wrong
     "retrieval_miss",  # no retrieved chunk covers any evidence item
     "context_miss",  # evidence was retrieved but none of it reached the generator's context
     "generation_miss",  # the context held evidence but the answer misses a fact
     "citation_miss",  # every fact is in the answer but no cited chunk covers evidence
+    "ok",  # nothing above went wrong (for an unanswerable question: it abstained)
 )
 LATENCY_PERCENTILES = {"p50": 50, "p95": 95, "p99": 99}
 
 
 def _resolve(ids: Sequence[str], retrieved: Sequence[Chunk]) -> list[Chunk]:
-    """The retrieved chunks with these ids, in id order; ids not in `retrieved` resolve to nothing."""
+    """The retrieved chunk for each id, in id order; an id not in `retrieved` becomes an empty chunk
+    with no document, which covers nothing but still counts (e.g. in citation_precision's denominator)."""
     by_id = {chunk.chunk_id: chunk for chunk in retrieved}
-    return [by_id[cid] for cid in ids if cid in by_id]
+    return [by_id.get(cid) or Chunk(cid, "", "", 0, 0) for cid in ids]
 
 
 def _covers_any(chunks: Sequence[Chunk], golden: GoldenQuestion) -> bool:
@@ -89,7 +90,8 @@ def attribute_failure(
     abstained: bool,
     error: str | None,
 ) -> str:
-    """The first label of FAILURE_LABELS that holds for this question (see the comments there).
+    """The first label of FAILURE_LABELS that holds for this question (see the comments there);
+    an unanswerable question stops after the abstention check.
 
     retrieval_miss looks at the whole `retrieved` list; context and citation ids resolve through it.
     """
@@ -130,7 +132,7 @@ def summarize(samples: Sequence[Mapping]) -> dict:
     """Aggregate run-file sample lines into {"metrics", "per_tag", "failures", "latency_ms", "counts"}.
 
     metrics: each score's mean over the samples that have it, plus abstention_precision/recall over
-    the samples without an error. per_tag: the same score means per tag. failures: a count for every
+    the samples without an error. per_tag: the question count "n" and the same score means, per tag. failures: a count for every
     label, zeros included. latency_ms: {stage: {"p50", "p95", "p99"}} over samples[1:] (the first
     question warms up caches), or over the only sample. A NaN score or an unknown label raises ValueError.
     """
@@ -145,7 +147,8 @@ def summarize(samples: Sequence[Mapping]) -> dict:
     metrics[m.ABSTENTION_RECALL] = m.abstention_recall(pairs)
 
     tags = sorted({tag for s in samples for tag in s["tags"]})
-    per_tag = {tag: _means([s for s in samples if tag in s["tags"]]) for tag in tags}
+    per_tag = {tag: {"n": sum(tag in s["tags"] for s in samples), **_means([s for s in samples if tag in s["tags"]])}
+               for tag in tags}
 
     failures = {label: sum(s["failure"] == label for s in samples) for label in FAILURE_LABELS}
 
