@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 eval: $(STAMP)
-	$(BIN)/ragkata eval $(ARGS)
+	$(BIN)/python -m harness.cli eval $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

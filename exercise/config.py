@@ -17,7 +17,7 @@ from typing import Iterable
 class Config:
     chunk_size: int = 800  # characters per chunk (task 1)
     chunk_overlap: int = 0  # characters shared by neighbouring chunks (task 1)
-    retriever: str = "bm25"  # "bm25" or "dense"; task 2 adds "hybrid"
+    retriever: str = "dense"  # "dense" or "bm25"; task 2 adds "hybrid"
     k_retrieve: int = 20  # hits kept in Answer.retrieved (the harness scores the top 20)
     k_context: int = 5  # chunks handed to the generator (task 3)
     context_budget_chars: int = 0  # cap on context characters, 0 = no cap (task 3)

@@ -130,6 +130,20 @@ def ask_command(question: str = typer.Argument(..., help="the question"),
     console.print("latency ms: " + ", ".join(f"{k} {v:.1f}" for k, v in answer.latency_ms.items()))
 
 
+@app.command("index")
+def index_command(corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, pipeline: str = PIPELINE) -> None:
+    """Build the pipeline's index (or load it from the cache) and print its size and build time.
+
+    Example: ragkata index --config retriever=dense
+    """
+    from harness.corpus import load_corpus
+    from harness.runner import load_pipeline
+
+    with console.status("building the index"):
+        built = load_pipeline(pipeline, make_config(config), load_corpus(corpus))
+    console.print(getattr(built, "index_stats", {}))
+
+
 @app.command("validate")
 def validate_command(corpus: Path = CORPUS,
                      golden: Optional[List[Path]] = typer.Option(None, "--golden", help="golden file; repeatable "

@@ -114,7 +114,8 @@ def sample_record(question: GoldenQuestion, answer: Answer | None, error: str | 
     abstained = answer.abstained if answer else False
     latency = {k: float(v) for k, v in (answer.latency_ms.items() if answer else ())}
     latency.setdefault("total", wall_ms)
-    scores = {} if error else score_question(question, chunks, context, text, citations, abstained, canaries)
+    # A question that raised or timed out is scored as an empty answer: a scored failure, not a gap in the means.
+    scores = score_question(question, chunks, context, text, citations, abstained, canaries)
     return {
         "id": question.id,
         "question": question.question,

@@ -63,7 +63,8 @@ def test_a_raising_question_is_recorded_and_the_run_goes_on(runs, tmp_path, fixt
     summary = run_all(run)
     samples = {s["id"]: s for s in read_samples(run.directory / "samples.jsonl")}
     assert samples["extra-0"]["error"] == "RuntimeError: the fake pipeline was asked to fail"
-    assert samples["extra-0"]["failure"] == "error" and samples["extra-0"]["scores"] == {}
+    assert samples["extra-0"]["failure"] == "error"
+    assert samples["extra-0"]["scores"] == {"abstention_accuracy": 0.0}  # scored as an empty answer, not skipped
     assert samples["extra-1"]["error"] is None
     assert summary["counts"]["errors"] == 1 and summary["failures"]["error"] == 1
 
