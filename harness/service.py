@@ -1,0 +1,492 @@
+"""The HTTP service behind `ragkata serve`: a JSON API over one pipeline, its corpus, the dev questions
+and runs/, plus the playground page (harness/static/). create_app() loads the corpus and builds the
+index once; pipeline calls run in the thread pool, so a slow question never blocks /healthz.
+
+Left out on purpose: writing anything (runs are read-only here), the holdout set, and letting a request
+name a file: documents, runs, golden questions and static assets are looked up by key in dicts built
+from what was loaded or listed, never by joining a path from the URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from exercise.config import Config
+from exercise.contracts import Chunk, Document, Hit
+from harness.compare import flips, metric_deltas
+from harness.corpus import load_corpus, read_canaries
+from harness.golden import GoldenQuestion, read_golden
+from harness.metrics import covers
+from harness.runner import load_pipeline, peak_rss_mb, read_samples, runs_dir
+from harness.scoring import summarize
+
+log = logging.getLogger("ragkata.service")
+MAX_QUESTION_CHARS = 2000
+K_MIN, K_MAX = 1, 50
+STATIC = Path(__file__).parent / "static"
+ASSETS = {"app.js": (STATIC / "app.js", "text/javascript"), "style.css": (STATIC / "style.css", "text/css")}
+T = TypeVar("T")
+
+
+# --- request and response records (each with an example, shown in /docs) ---------------------------
+
+def examples(*items: dict) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(items)})
+
+
+ASK_EXAMPLE = {"question": "How long until my files move to the archive tier?", "k": 10}
+SEARCH_EXAMPLE = {"query": "KOS-4032 bucket name taken", "k": 5}
+EVIDENCE_EXAMPLE = {"doc_id": "guides/lifecycle.md", "quote": "Objects transition to cold-vault after 90 days"}
+HIT_EXAMPLE = {"rank": 1, "chunk_id": "guides/lifecycle.md#0", "doc_id": "guides/lifecycle.md",
+               "text": "## Transitions\n\nObjects transition to cold-vault after 90 days ...", "start": 0, "end": 420,
+               "score": 3.21, "in_context": True, "cited": True, "doc_title": "Lifecycle rules", "doc_status": "current",
+               "superseded_by": None, "injection": False, "evidence": [0]}
+GOLDEN_EXAMPLE = {"id": "fx-01", "question": ASK_EXAMPLE["question"], "answerable": True,
+                  "answer": "After 90 days, to cold-vault.", "facts": ["90 days"], "evidence": [EVIDENCE_EXAMPLE],
+                  "tags": ["paraphrase", "numeric"]}
+SUMMARY_EXAMPLE = {"run_id": "20261122T161530-3fa9c1e", "latest": True, "finished": "2026-11-22T16:16:02+00:00",
+                   "complete": True, "pipeline": "exercise", "metrics": {"evidence_recall@5": 0.62, "fact_recall": 0.48},
+                   "failures": {"ok": 21, "retrieval_miss": 9}, "counts": {"questions": 30, "errors": 0},
+                   "config": {"chunk_size": 800}, "git": {"commit": "3fa9c1e...", "dirty": True}}
+
+
+def _not_blank(value: str, name: str, example: dict) -> str:
+    if not value.strip():
+        raise ValueError(f"{name} is empty; send some text, e.g. {json.dumps(example)}")
+    return value
+
+
+class AskRequest(BaseModel):
+    model_config = examples(ASK_EXAMPLE, {"question": "What does KOS-4032 mean?", "golden_id": "fx-02"})
+    question: str = Field(max_length=MAX_QUESTION_CHARS, description="the question, 1 to 2,000 characters")
+    k: Optional[int] = Field(None, ge=K_MIN, le=K_MAX, description="retrieved hits to return (1-50); default: all")
+    golden_id: Optional[str] = Field(None, description="a dev question id, to mark hits covering its evidence; "
+                                                       "when left out, a question equal to a dev question's text matches it")
+
+    @field_validator("question")
+    @classmethod
+    def question_not_blank(cls, value: str) -> str:
+        return _not_blank(value, "question", ASK_EXAMPLE)
+
+
+class SearchRequest(BaseModel):
+    model_config = examples(SEARCH_EXAMPLE)
+    query: str = Field(max_length=MAX_QUESTION_CHARS, description="the query, 1 to 2,000 characters")
+    k: int = Field(10, ge=K_MIN, le=K_MAX, description="hits to return (1-50)")
+
+    @field_validator("query")
+    @classmethod
+    def query_not_blank(cls, value: str) -> str:
+        return _not_blank(value, "query", SEARCH_EXAMPLE)
+
+
+class EvidenceOut(BaseModel):
+    model_config = examples(EVIDENCE_EXAMPLE)
+    doc_id: str
+    quote: str
+
+
+class GoldenOut(BaseModel):
+    model_config = examples(GOLDEN_EXAMPLE)
+    id: str
+    question: str
+    answerable: bool
+    answer: str
+    facts: list[str]
+    evidence: list[EvidenceOut]
+    tags: list[str]
+
+    @classmethod
+    def of(cls, q: GoldenQuestion) -> "GoldenOut":
+        return cls(id=q.id, question=q.question, answerable=q.answerable, answer=q.answer, facts=list(q.facts),
+                   evidence=[EvidenceOut(doc_id=e.doc_id, quote=e.quote) for e in q.evidence], tags=list(q.tags))
+
+
+class HitOut(BaseModel):
+    model_config = examples(HIT_EXAMPLE)
+    rank: int
+    chunk_id: str
+    doc_id: str
+    text: str
+    start: int = Field(description="the chunk's source span is document.text[start:end]")
+    end: int
+    score: Optional[float] = Field(description="the retriever's score, higher is better; null if not finite")
+    in_context: bool = Field(description="the chunk was handed to the generator")
+    cited: bool
+    doc_title: str
+    doc_status: str = Field(description="current or superseded")
+    superseded_by: Optional[str]
+    injection: bool = Field(description="the document carries planted instructions (a canary)")
+    evidence: list[int] = Field(description="indexes of the golden question's evidence items this chunk covers")
+
+
+class AskResponse(BaseModel):
+    model_config = examples({"question": ASK_EXAMPLE["question"], "answer": "Objects transition to cold-vault after 90 days.",
+                             "citations": ["guides/lifecycle.md#0"], "abstained": False, "retrieved": [HIT_EXAMPLE],
+                             "context": ["guides/lifecycle.md#0"], "golden": GOLDEN_EXAMPLE,
+                             "latency_ms": {"retrieve": 1.9, "generate": 0.4, "total": 2.4}})
+    question: str
+    answer: str
+    citations: list[str]
+    abstained: bool
+    retrieved: list[HitOut]
+    context: list[str]
+    latency_ms: dict[str, float]
+    golden: Optional[GoldenOut] = Field(description="the dev question asked, when it is one")
+
+
+class SearchResponse(BaseModel):
+    model_config = examples({"query": SEARCH_EXAMPLE["query"], "k": 5, "hits": [HIT_EXAMPLE], "latency_ms": {"search": 1.2}})
+    query: str
+    k: int
+    hits: list[HitOut]
+    latency_ms: dict[str, float]
+
+
+class DocOut(BaseModel):
+    model_config = examples({"doc_id": "guides/lifecycle.md", "title": "Lifecycle rules", "type": "guide",
+                             "product": "object-storage", "updated": "2026-05-14", "status": "current",
+                             "superseded_by": None, "canary": None, "injection": False, "text": "# Lifecycle rules\n..."})
+    doc_id: str
+    title: str
+    type: str
+    product: str
+    updated: str
+    status: str
+    superseded_by: Optional[str]
+    canary: Optional[str]
+    injection: bool
+    text: str
+
+    @classmethod
+    def of(cls, d: Document, registered_canary: bool) -> "DocOut":
+        return cls(doc_id=d.doc_id, title=d.title, type=d.type, product=d.product, updated=d.updated, status=d.status,
+                   superseded_by=d.superseded_by, canary=d.canary, injection=bool(d.canary) or registered_canary, text=d.text)
+
+
+class RunSummary(BaseModel):
+    model_config = examples(SUMMARY_EXAMPLE)
+    run_id: str
+    latest: bool = False
+    finished: Optional[str] = None
+    complete: bool = False
+    pipeline: Optional[str] = None
+    metrics: dict[str, float] = {}
+    failures: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    per_tag: dict[str, dict[str, float]] = {}
+    latency_ms: dict[str, dict[str, float]] = {}
+    config: dict = {}
+    git: dict = {}
+
+
+class RunOut(BaseModel):
+    model_config = examples({"summary": SUMMARY_EXAMPLE, "samples": [{
+        "id": "fx-01", "question": ASK_EXAMPLE["question"], "tags": ["paraphrase"], "answerable": True,
+        "retrieved": [{"chunk_id": "guides/lifecycle.md#0", "doc_id": "guides/lifecycle.md", "text": "...", "score": 3.2,
+                       "evidence": [0]}], "context": ["guides/lifecycle.md#0"], "answer": "After 90 days.",
+        "citations": ["guides/lifecycle.md#0"], "abstained": False, "latency_ms": {"total": 2.1},
+        "scores": {"evidence_recall@5": 1.0}, "failure": "ok", "error": None, "expected": GOLDEN_EXAMPLE}]})
+    summary: RunSummary
+    samples: list[dict] = Field(description="samples.jsonl lines; each hit gains `evidence`, each line `expected`")
+
+
+class DeltaOut(BaseModel):
+    model_config = examples({"metric": "fact_recall", "n": 30, "a": 0.41, "b": 0.55, "delta": 0.14, "low": 0.03, "high": 0.26})
+    metric: str
+    n: int
+    a: float
+    b: float
+    delta: float
+    low: float
+    high: float
+
+
+class FlipOut(BaseModel):
+    model_config = examples({"id": "fx-03", "question": "How many lifecycle rules can one bucket have?",
+                             "before": "retrieval_miss", "after": "ok"})
+    id: str
+    question: str
+    before: str
+    after: str
+
+
+class CompareOut(BaseModel):
+    model_config = examples({"a": "20261122T161530-3fa9c1e", "b": "20261122T163002-3fa9c1e",
+                             "deltas": [DeltaOut.model_config["json_schema_extra"]["examples"][0]],
+                             "flips": [FlipOut.model_config["json_schema_extra"]["examples"][0]]})
+    a: str
+    b: str
+    deltas: list[DeltaOut]
+    flips: list[FlipOut]
+
+
+class Health(BaseModel):
+    model_config = examples({"status": "ok", "pipeline": "exercise", "docs": 270, "golden": 60, "chunks": 1480,
+                             "peak_rss_mb": 212.4, "uptime_s": 35.2, "token_required": False, "config": {"retriever": "bm25"}})
+    status: str
+    pipeline: str
+    docs: int
+    golden: int
+    chunks: Optional[int]
+    peak_rss_mb: float
+    uptime_s: float
+    token_required: bool
+    config: dict
+
+
+class ErrorOut(BaseModel):
+    model_config = examples({"detail": "k=80 is out of range; send an integer from 1 to 50 (e.g. \"k\": 10), or leave k out"})
+    detail: str
+
+
+ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in
+          ((401, "missing or wrong token"), (404, "unknown id"), (422, "a request to fix; the detail says how"),
+           (500, "the pipeline raised; the detail carries its error"))}
+
+
+def explain(error: dict, example: dict) -> str:
+    """One validation error as a sentence that says what to send instead."""
+    field = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+    kind, value = error.get("type", ""), error.get("input")
+    if kind == "json_invalid":
+        return f"the request body is not valid JSON; send e.g. {json.dumps(example)}"
+    if kind == "missing":
+        return f"{field} is missing; send a JSON object such as {json.dumps(example)}"
+    if field == "k":
+        return f"k={value!r} is out of range; send an integer from {K_MIN} to {K_MAX} (e.g. \"k\": 10), or leave k out"
+    if kind == "string_too_long":
+        return f"{field} is {len(value):,} characters; the limit is {MAX_QUESTION_CHARS:,}, so shorten it"
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error.get("msg")))
+    return f"{field}: {error.get('msg')}; send e.g. {json.dumps(example)}"
+
+
+# --- start-up checks ------------------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: addresses only this machine can reach."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback without a token: anyone on the network could query the pipeline."""
+    if not is_loopback(host) and not token:
+        raise ValueError(f"--host {host} is reachable from other machines, so the API needs a token: add "
+                         "--token <secret> (or set RAGKATA_TOKEN); clients then send 'Authorization: Bearer "
+                         "<secret>'. Or keep the default --host 127.0.0.1")
+
+
+def load_dev_golden(path: Path | str | None) -> dict[str, GoldenQuestion]:
+    """The dev questions by id; None gives none. A holdout file is refused: the service never shows it."""
+    if path is None:
+        return {}
+    if "holdout" in str(path).lower():
+        raise ValueError(f"{path}: the service never serves the holdout set; pass --golden golden_set/dev.jsonl")
+    return {q.id: q for q in read_golden(path)}
+
+
+# --- runs/ ----------------------------------------------------------------------------------------
+
+def run_folders() -> dict[str, Path]:
+    """Run folders listed in runs/ (those with a spec.json), by name, oldest first; holdout runs left out."""
+    root = runs_dir()
+    if not root.is_dir():
+        return {}
+    folders = {}
+    for path in sorted(root.iterdir()):
+        if path.is_symlink() or not (path / "spec.json").is_file():
+            continue
+        try:
+            golden = str(json.loads((path / "spec.json").read_text(encoding="utf-8")).get("golden", ""))
+        except (json.JSONDecodeError, OSError, AttributeError):
+            continue
+        if "holdout" not in golden.lower():
+            folders[path.name] = path
+    return folders
+
+
+def latest_name() -> str | None:
+    link = runs_dir() / "latest"
+    return Path(os.readlink(link)).name if link.is_symlink() else None
+
+
+def find_run(run_id: str) -> Path:
+    """Resolve a run id (or "latest") against the listing of runs/; anything else is a 404."""
+    folders = run_folders()
+    name = latest_name() if run_id == "latest" else run_id
+    if name not in folders:
+        raise HTTPException(404, f"unknown run {run_id!r}; GET /api/runs lists the run ids ({len(folders)} in {runs_dir()})")
+    return folders[name]
+
+
+def run_summary(folder: Path, latest: str | None) -> RunSummary:
+    """summary.json; for a run still going (or killed), a summary computed from its sample lines."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        samples = read_samples(folder / "samples.jsonl")
+        summary = {**summarize(samples), "complete": False} if samples else {}
+    fields = {k: summary[k] for k in RunSummary.model_fields if k in summary and k not in ("run_id", "latest")}
+    return RunSummary(run_id=folder.name, latest=folder.name == latest, **fields)
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden: Path | str | None = "golden_set/dev.jsonl",
+               config: Config | None = None, token: str | None = None) -> FastAPI:
+    """Load the corpus and dev questions, build the pipeline once, and return the app serving them."""
+    config = config or Config()
+    golden_by_id = load_dev_golden(golden)
+    documents = {d.doc_id: d for d in load_corpus(corpus)}
+    canaries = read_canaries(corpus)
+    built = load_pipeline(pipeline, config, list(documents.values()))
+    started = time.time()
+    app = FastAPI(title="ragkata", version="0.1.0", description="The playground's API over one pipeline. When the "
+                  "server was started with --token, every /api request needs 'Authorization: Bearer <token>'.")
+    app.state.pipeline = built
+
+    def call_pipeline(fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except Exception as exc:  # the candidate's code may raise anything; report it and stay up
+            log.exception("pipeline call failed")
+            raise HTTPException(500, f"the pipeline raised {type(exc).__name__}: {exc}") from None
+
+    def known_golden(golden_id: str) -> GoldenQuestion:
+        if golden_id not in golden_by_id:
+            raise HTTPException(404, f"unknown golden id {golden_id!r}; GET /api/golden lists the dev questions")
+        return golden_by_id[golden_id]
+
+    def hit_out(rank: int, hit: Hit, context: set[str], cited: set[str], question: GoldenQuestion | None) -> HitOut:
+        chunk, doc = hit.chunk, documents.get(hit.chunk.doc_id)
+        return HitOut(
+            rank=rank, chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, text=chunk.text, start=chunk.start, end=chunk.end,
+            score=hit.score if math.isfinite(hit.score) else None, in_context=chunk.chunk_id in context,
+            cited=chunk.chunk_id in cited, doc_title=doc.title if doc else "", doc_status=doc.status if doc else "unknown",
+            superseded_by=doc.superseded_by if doc else None, injection=bool(doc and doc.canary) or chunk.doc_id in canaries,
+            evidence=[i for i, item in enumerate(question.evidence) if covers(chunk, item)] if question else [])
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        if token and request.url.path.startswith("/api"):
+            sent = request.headers.get("authorization", "")
+            if not secrets.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return JSONResponse({"detail": "missing or wrong token: send the header 'Authorization: Bearer <token>' "
+                                     "with the token given to ragkata serve --token"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def explain_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        example = SEARCH_EXAMPLE if request.url.path.endswith("/search") else ASK_EXAMPLE
+        return JSONResponse({"detail": "; ".join(explain(e, example) for e in exc.errors())}, status_code=422)
+
+    @app.post("/api/ask", response_model=AskResponse, responses=ERRORS, tags=["pipeline"])
+    def ask(body: AskRequest) -> AskResponse:
+        """Answer one question: the Answer record, each hit with its document's status and evidence marks."""
+        if body.golden_id is not None:
+            question = known_golden(body.golden_id)
+        else:
+            question = next((q for q in golden_by_id.values() if q.question.strip() == body.question.strip()), None)
+        answer = call_pipeline(lambda: built.answer(body.question))
+        context, cited = set(answer.context), set(answer.citations)
+        hits = answer.retrieved[: body.k] if body.k else answer.retrieved
+        return AskResponse(
+            question=body.question, answer=answer.text, citations=list(answer.citations), abstained=answer.abstained,
+            retrieved=[hit_out(r, h, context, cited, question) for r, h in enumerate(hits, start=1)],
+            context=list(answer.context), latency_ms={k: float(v) for k, v in answer.latency_ms.items()},
+            golden=GoldenOut.of(question) if question else None)
+
+    @app.post("/api/search", response_model=SearchResponse, responses=ERRORS, tags=["pipeline"])
+    def search(body: SearchRequest) -> SearchResponse:
+        """Retrieval only: the pipeline's k best hits for the query."""
+        begun = time.perf_counter()
+        hits = call_pipeline(lambda: built.search(body.query, body.k))
+        took = (time.perf_counter() - begun) * 1000
+        return SearchResponse(query=body.query, k=body.k, latency_ms={"search": took},
+                              hits=[hit_out(r, h, set(), set(), None) for r, h in enumerate(hits, start=1)])
+
+    @app.get("/api/docs/{doc_id:path}", response_model=DocOut, responses=ERRORS, tags=["corpus"])
+    async def doc(doc_id: str) -> DocOut:
+        """One corpus document with its metadata. Only ids of loaded documents resolve."""
+        if doc_id not in documents:
+            raise HTTPException(404, f"unknown doc id {doc_id!r}; doc ids are paths under the corpus folder, "
+                                     "as hits show them, e.g. 'storage/guides/lifecycle.md'")
+        return DocOut.of(documents[doc_id], doc_id in canaries)
+
+    @app.get("/api/golden", response_model=list[GoldenOut], responses=ERRORS, tags=["golden"])
+    async def golden_list() -> list[GoldenOut]:
+        """The dev questions with their reference answers and evidence (never the holdout)."""
+        return [GoldenOut.of(q) for q in golden_by_id.values()]
+
+    @app.get("/api/golden/{golden_id}", response_model=GoldenOut, responses=ERRORS, tags=["golden"])
+    async def golden_one(golden_id: str) -> GoldenOut:
+        """One dev question by id."""
+        return GoldenOut.of(known_golden(golden_id))
+
+    @app.get("/api/runs", response_model=list[RunSummary], responses=ERRORS, tags=["runs"])
+    def runs_list() -> list[RunSummary]:
+        """Every run in runs/, oldest first (run ids sort by time), with its summary."""
+        latest = latest_name()
+        return [run_summary(folder, latest) for folder in run_folders().values()]
+
+    @app.get("/api/runs/{run_id}", response_model=RunOut, responses=ERRORS, tags=["runs"])
+    def run_detail(run_id: str) -> RunOut:
+        """One run: its summary and every sample line, hits marked where they cover the dev question's evidence."""
+        folder = find_run(run_id)
+        samples = read_samples(folder / "samples.jsonl")
+        for sample in samples:
+            question = golden_by_id.get(sample.get("id", ""))
+            for hit in sample.get("retrieved", []):
+                chunk = Chunk(hit.get("chunk_id", ""), hit.get("doc_id", ""), hit.get("text", ""), 0, 0)
+                hit["evidence"] = [i for i, e in enumerate(question.evidence) if covers(chunk, e)] if question else []
+            sample["expected"] = GoldenOut.of(question).model_dump() if question else None
+        return RunOut(summary=run_summary(folder, latest_name()), samples=samples)
+
+    @app.get("/api/compare", response_model=CompareOut, responses=ERRORS, tags=["runs"])
+    def compare(a: str, b: str) -> CompareOut:
+        """Run b against run a: per-metric deltas with 95% paired bootstrap intervals, and the flipped questions."""
+        samples_a, samples_b = (read_samples(find_run(r) / "samples.jsonl") for r in (a, b))
+        questions = {s["id"]: s["question"] for s in samples_a}
+        return CompareOut(a=a, b=b, deltas=[DeltaOut(**d.__dict__) for d in metric_deltas(samples_a, samples_b)],
+                          flips=[FlipOut(id=f.id, question=questions.get(f.id, ""), before=f.before, after=f.after)
+                                 for f in flips(samples_a, samples_b)])
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    async def healthz() -> Health:
+        """Liveness, what is loaded, and the process's peak memory. Needs no token."""
+        return Health(status="ok", pipeline=pipeline, docs=len(documents), golden=len(golden_by_id),
+                      chunks=(getattr(built, "index_stats", None) or {}).get("chunks"), peak_rss_mb=round(peak_rss_mb(), 1),
+                      uptime_s=round(time.time() - started, 1), token_required=bool(token), config=config.to_dict())
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def asset(name: str) -> FileResponse:
+        if name not in ASSETS:
+            raise HTTPException(404, f"unknown asset {name!r}; the page uses app.js and style.css")
+        path, media_type = ASSETS[name]
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    return app
