@@ -66,6 +66,7 @@ def test_holdout_mix_and_no_overlap_with_dev():
     assert [q.id for q in holdout if any((e.doc_id, e.quote) in dev_quotes for e in q.evidence)] == []
 
 
+@needs_holdout
 def test_traps_md_lists_the_question_ids_of_each_tag():
     text = (ROOT / "golden_set/TRAPS.md").read_text()
     for split, path in (("Dev", DEV), ("Holdout", HOLDOUT)):

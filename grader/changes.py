@@ -1,0 +1,173 @@
+"""What the candidate changed against the starter, and whether their own tests pass.
+
+With the bundle's git history, the working tree is diffed against the bundle commit (untracked files
+count as added); without it, exercise/ and tests/ are compared file by file with the interviewer's.
+Left out on purpose: judging the changes; the interviewer reads the diffs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from grader.timeline import git
+
+EXPORT_MESSAGE = "ragkata exercise"  # the bundle's one commit (grader/export.py)
+COMPARED = ("exercise", "tests")  # folders compared file by file when there is no bundle commit
+MAX_DIFF_LINES = 400  # per file, in the scorecard
+MAX_TEXT_BYTES = 1_000_000
+TEST_COMMAND = ("-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow and not browser")
+SKIP_PARTS = {"__pycache__", ".pytest_cache", ".cache", "runs"}
+
+
+def _text(path: Path) -> list[str] | None:
+    try:
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            return None
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _diff(old: list[str] | None, new: list[str] | None, path: str) -> str:
+    if old is None and new is None:
+        return "(binary or large file)"
+    lines = list(difflib.unified_diff(old or [], new or [], f"starter/{path}", f"candidate/{path}", lineterm="", n=2))
+    if len(lines) > MAX_DIFF_LINES:
+        lines = lines[:MAX_DIFF_LINES] + [f"... {len(lines) - MAX_DIFF_LINES} more diff lines"]
+    return "\n".join(lines)
+
+
+def _entry(path: str, old: list[str] | None, new: list[str] | None, exists_old: bool, exists_new: bool) -> dict:
+    status = "added" if not exists_old else "deleted" if not exists_new else "modified"
+    added = deleted = 0
+    for line in difflib.unified_diff(old or [], new or [], lineterm="", n=0):
+        if line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            deleted += 1
+    return {"path": path, "status": status, "added": added, "deleted": deleted, "diff": _diff(old, new, path)}
+
+
+def _files(root: Path) -> set[str]:
+    found = set()
+    for folder in COMPARED:
+        for path in (root / folder).rglob("*"):
+            if path.is_file() and not SKIP_PARTS & set(path.relative_to(root).parts) and path.suffix != ".pyc":
+                found.add(path.relative_to(root).as_posix())
+    return found
+
+
+def _by_files(candidate: Path, starter: Path) -> dict:
+    entries = []
+    missing = [folder for folder in COMPARED if not (candidate / folder).is_dir()]
+    for folder in missing:  # one line for a whole missing folder, not a diff per file
+        lines = sum(len(_text(p) or []) for p in (starter / folder).rglob("*.py"))
+        entries.append({"path": f"{folder}/", "status": "missing", "added": 0, "deleted": lines,
+                        "diff": f"(the candidate's folder has no {folder}/)"})
+    for path in sorted(_files(candidate) | _files(starter)):
+        if path.split("/", 1)[0] in missing:
+            continue
+        old_path, new_path = starter / path, candidate / path
+        old, new = _text(old_path) if old_path.is_file() else [], _text(new_path) if new_path.is_file() else []
+        if old_path.is_file() and new_path.is_file() and old_path.read_bytes() == new_path.read_bytes():
+            continue
+        entries.append(_entry(path, old, new, old_path.is_file(), new_path.is_file()))
+    return {"method": f"file by file against the interviewer's {', '.join(f + '/' for f in COMPARED)} "
+                      "(no bundle commit in the candidate folder)", "files": entries}
+
+
+def _bundle_root(candidate: Path) -> str | None:
+    roots = (git(candidate, "rev-list", "--max-parents=0", "HEAD") or "").split()
+    if len(roots) != 1:
+        return None
+    subject = (git(candidate, "log", "-1", "--format=%s", roots[0]) or "").strip()
+    return roots[0] if subject == EXPORT_MESSAGE else None
+
+
+def _by_git(candidate: Path, root: str) -> dict | None:
+    changed = git(candidate, "diff", "--name-status", "--no-renames", root)
+    untracked = git(candidate, "ls-files", "--others", "--exclude-standard")
+    if changed is None or untracked is None:
+        return None
+    entries = []
+    for line in changed.splitlines():
+        status, _, path = line.partition("\t")
+        if SKIP_PARTS & set(Path(path).parts):
+            continue
+        old = (git(candidate, "show", f"{root}:{path}") or "").splitlines() if status != "A" else []
+        new = _text(candidate / path) if status != "D" else []
+        entries.append(_entry(path, old, new, status != "A", status != "D"))
+    for path in untracked.splitlines():
+        if not SKIP_PARTS & set(Path(path).parts):
+            entries.append(_entry(path, [], _text(candidate / path), False, True))
+    return {"method": f"git: working tree against the bundle commit {root[:7]} (untracked files count as added)",
+            "files": sorted(entries, key=lambda e: e["path"])}
+
+
+def what_changed(candidate: Path, starter: Path) -> dict:
+    """{"method", "files": [{path, status, added, deleted, diff}], "totals"} against the starter."""
+    root = _bundle_root(candidate)
+    result = (_by_git(candidate, root) if root else None) or _by_files(candidate, starter)
+    files = result["files"]
+    result["totals"] = {"files": len(files), "added": sum(f["added"] for f in files),
+                        "deleted": sum(f["deleted"] for f in files)}
+    return result
+
+
+_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)")
+
+
+def parse_pytest_summary(output: str) -> dict[str, int]:
+    """Counts from pytest's last summary line: "3 failed, 40 passed, 2 skipped in 4.1s" -> {...}."""
+    lines = [line for line in output.strip().splitlines() if _COUNT.search(line)]
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    for number, word in _COUNT.findall(lines[-1] if lines else ""):
+        key = "errors" if word.startswith("error") else word
+        counts[key] = counts.get(key, 0) + int(number)
+    return counts
+
+
+def run_candidate_tests(candidate: Path, log: Path, timeout_s: float = 600.0) -> dict:
+    """Run the candidate's fast tests in their folder; never raises on failure, hang or missing tests."""
+    command = [sys.executable, *TEST_COMMAND]
+    shown = "python " + " ".join(f'"{a}"' if " " in a else a for a in TEST_COMMAND)
+    if not (candidate / "tests").is_dir():
+        return {"command": shown, "ran": False, "line": "no tests/ folder in the candidate's repository"}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ragkata-grade-tests-") as runs:
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "RAGKATA_RUNS_DIR": runs}
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.Popen(command, cwd=candidate, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+            timed_out = True
+    text = output.decode("utf-8", "replace")
+    log.write_text(text, encoding="utf-8")
+    counts = parse_pytest_summary(text)
+    seconds = round(time.perf_counter() - started, 1)
+    first = next((line[1:].strip() for line in text.splitlines() if line.startswith("E ")), "")
+    if timed_out:
+        line = f"the candidate's tests did not finish within {timeout_s:g} s ({counts['passed']} passed before the kill)"
+    elif proc.returncode == 5:
+        line = "pytest collected no tests"
+    else:
+        line = (f"{counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors, "
+                f"{counts['skipped']} skipped in {seconds:g} s" + (" (stopped at the first failure: -x)"
+                                                                   if counts["failed"] or counts["errors"] else ""))
+        if first and not proc.returncode == 0:
+            line += f"; first failure: {first[:200]}"
+    return {"command": shown, "ran": True, "exit_code": proc.returncode, "timed_out": timed_out, **counts,
+            "seconds": seconds, "ok": proc.returncode == 0 and not timed_out, "line": line, "log": str(log)}

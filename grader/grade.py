@@ -1,0 +1,198 @@
+"""`ragkata grade`: run starter, candidate and reference on dev and holdout, score them here, write the scorecard.
+
+Each pipeline runs in a killable worker (sandbox.py); each answer is scored in this process with
+harness/runner.sample_record and appended at once to <out>/runs/<side>-<split>/samples.jsonl. Whatever
+the candidate's code does, the three scorecard files are written.
+Left out on purpose: the layout of the scorecard (render_md.py, render_html.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from grader import changes as changes_mod
+from grader import rubric as rubric_mod
+from grader import scorecard as sc
+from grader.render_html import render_html
+from grader.render_md import render_md
+from grader.sandbox import INTERVIEWER_ROOT, Limits, Session, Target, run_target
+from grader.timeline import build_timeline, git
+from harness.corpus import corpus_hash, load_corpus, read_canaries
+from harness.golden import GoldenQuestion, read_golden
+from harness.runner import file_sha256, read_samples, sample_record
+from harness.scoring import summarize
+
+FILES = ("scorecard.json", "scorecard.md", "scorecard.html")
+Progress = Callable[[str, int, int], None]  # (side, questions done, questions total)
+
+
+def _targets(candidate: Path, reference: str, config: Sequence[str]) -> dict[str, Target]:
+    return {"starter": Target("starter", "exercise", INTERVIEWER_ROOT),
+            "candidate": Target("candidate", "exercise", candidate, candidate=True, config=tuple(config)),
+            "reference": Target("reference", reference, INTERVIEWER_ROOT)}
+
+
+def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], corpus: Path, canaries: dict,
+             limits: Limits, out: Path, progress: Progress) -> tuple[dict, dict[str, list[dict]]]:
+    """Run one side over every question; (side info, {split: scored samples}). Never raises for the pipeline."""
+    folders = {split: out / "runs" / f"{target.label}-{split}" for split in sc.SPLITS}
+    for folder in folders.values():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    (out / "logs").mkdir(exist_ok=True)
+    log = out / "logs" / f"{target.label}.log"
+    log.write_bytes(b"")
+    session, done = Session(), set()
+    files = {split: (folder / "samples.jsonl").open("a", encoding="utf-8") for split, folder in folders.items()}
+
+    def record(key: str, answer, error: str | None, wall_ms: float) -> None:
+        split, question = questions[key]
+        sample = sample_record(question, answer, error, canaries, wall_ms)
+        files[split].write(json.dumps(sample, ensure_ascii=False) + "\n")
+        files[split].flush()
+        done.add(key)
+        progress(target.label, len(done), len(questions))
+
+    try:
+        for outcome in run_target(target, [(k, q.question) for k, (_, q) in questions.items()], corpus, limits, log, session):
+            record(outcome.key, outcome.answer, outcome.error, outcome.wall_ms)
+    except Exception as exc:  # a grader bug or an OS failure: keep what was scored, mark the rest
+        session.incidents.append(f"{target.label}: grading stopped early ({type(exc).__name__}: {exc}); "
+                                 "the remaining questions are scored as errors")
+        for key in [k for k in questions if k not in done]:
+            record(key, None, f"GraderError: {type(exc).__name__}: {exc}", 0.0)
+    finally:
+        for handle in files.values():
+            handle.close()
+    samples = {split: read_samples(folder / "samples.jsonl") for split, folder in folders.items()}
+    for split, folder in folders.items():
+        if samples[split]:
+            (folder / "summary.json").write_text(json.dumps(summarize(samples[split]), indent=2) + "\n", encoding="utf-8")
+    errors = sum(s["error"] is not None for split in sc.SPLITS for s in samples[split])
+    info = {"module": target.module, "root": str(target.root), "config_overrides": list(target.config),
+            "build": session.build, "incidents": session.incidents, "peak_rss_mb": session.peak_rss_mb,
+            "timeouts": session.timeouts, "crashes": session.crashes, "not_run": session.not_run, "errors": errors,
+            "log": str(log)}
+    return info, samples
+
+
+def _guarded(name: str, build: Callable[[], dict]) -> dict:
+    """A section computed from the candidate's folder; a failure becomes a line, not a lost report."""
+    try:
+        return build()
+    except Exception as exc:
+        return {"error": f"{name} unavailable: {type(exc).__name__}: {exc}"}
+
+
+def _notes(card: dict, holdout: Path | None, reference: str) -> list[str]:
+    notes = []
+    busy, cpus = card["inputs"]["load_average"], card["inputs"]["cpu_count"] or 1
+    if busy > cpus:
+        notes.append(f"the machine was busy while grading (load average {busy:g} on {cpus} CPUs): latency figures are "
+                     "unreliable; grade again on a quiet machine before discussing latency")
+    if holdout is None:
+        notes.append("no holdout file: the holdout columns are empty (pass --holdout golden_set/holdout.jsonl)")
+    env = sorted(k for k in os.environ if k.startswith("RAGKATA_") and k not in ("RAGKATA_RUNS_DIR",))
+    if env:
+        notes.append(f"set in the grader's environment, and applied to every side's Config: {', '.join(env)}")
+    if reference != "grader.solutions":
+        notes.append(f"reference pipeline: {reference} (not grader.solutions)")
+    runs = [r for r in card["timeline"].get("runs", []) if r["complete"]]
+    chosen = (card["sides"]["candidate"].get("build") or {}).get("config") or {}
+    if runs and chosen:
+        last = runs[-1]["config"]
+        differ = [f"{k}={v}" for k, v in sorted(last.items()) if k in chosen and chosen[k] != v]
+        if differ:
+            notes.append(f"the candidate's last run ({runs[-1]['run_id']}) used {', '.join(differ)}, unlike their Config "
+                         f"defaults; if that was their final choice, grade again with "
+                         + " ".join(f"--config {d}" for d in differ))
+    return notes
+
+
+def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, corpus: Path = Path("corpus"),
+          reference: str = "grader.solutions", config: Sequence[str] = (), limits: Limits = Limits(),
+          ratings: Path | None = None, run_tests: bool = True, tests_timeout_s: float = 600.0,
+          progress: Progress = lambda side, done, total: None) -> dict:
+    """Grade the candidate folder and write scorecard.{json,md,html} and ratings.template.json into out."""
+    candidate, out, corpus = candidate.resolve(), out.resolve(), corpus.resolve()
+    if not (candidate / "exercise").is_dir():
+        raise FileNotFoundError(f"{candidate}: no exercise/ folder; pass --candidate the folder the candidate worked in")
+    rated = rubric_mod.read_ratings(ratings) if ratings else {}
+    golden = {"dev": read_golden(dev), "holdout": read_golden(holdout) if holdout else []}
+    documents = {d.doc_id: d for d in load_corpus(corpus)}
+    canaries = read_canaries(corpus)
+    if not golden["dev"]:
+        raise ValueError(f"{dev}: no questions; pass --dev a golden file with at least one question")
+    questions = {f"{split}/{q.id}": (split, q) for split in sc.SPLITS for q in golden[split]}
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    sides, samples, load = {}, {}, []
+    for side, target in _targets(candidate, reference, config).items():
+        load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+        sides[side], samples[side] = evaluate(target, questions, corpus, canaries, limits, out, progress)
+    load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+    summaries = {side: {**{split: summarize(samples[side][split]) if samples[side][split] else None for split in sc.SPLITS},
+                        "all": summarize([s for split in sc.SPLITS for s in samples[side][split]])}
+                 for side in sc.SIDES}
+    by_key = {(split, q.id): q for split, q in questions.values()}
+    head = git(candidate, "rev-parse", "HEAD")
+    card = {
+        "version": 1,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "candidate": {"dir": str(candidate), "name": candidate.name, "commit": head.strip() if head else None,
+                      "dirty": bool((git(candidate, "status", "--porcelain") or "").strip()) if head else None},
+        "inputs": {"dev": {"path": str(dev), "sha256": file_sha256(dev), "questions": len(golden["dev"])},
+                   "holdout": {"path": str(holdout), "sha256": file_sha256(holdout), "questions": len(golden["holdout"])}
+                   if holdout else None,
+                   "corpus": {"path": str(corpus), "sha256": corpus_hash(corpus)},
+                   "limits": limits.__dict__, "reference": reference, "candidate_config": list(config),
+                   "load_average": round(max(load), 2), "cpu_count": os.cpu_count()},
+        "sides": sides,
+        "summaries": summaries,
+    }
+    card["headline"] = sc.headline(summaries)
+    card["per_tag"] = sc.per_tag(summaries)
+    card["failures"] = sc.failures(samples, by_key, documents, limits.timeout_s)
+    card["latency"] = sc.latency(summaries, samples, sides)
+    card["timeline"] = _guarded("timeline", lambda: build_timeline(candidate))
+    card["timeline"].setdefault("runs", [])
+    card["timeline"].setdefault("discipline", {"runs": 0})
+    card["changes"] = _guarded("what changed", lambda: changes_mod.what_changed(candidate, INTERVIEWER_ROOT))
+    card["tests"] = (_guarded("tests", lambda: changes_mod.run_candidate_tests(candidate, out / "logs" / "tests.log",
+                                                                                tests_timeout_s))
+                     if run_tests else {"ran": False, "line": "not run (--skip-tests)"})
+    card["notes"] = _notes(card, holdout, reference)
+    card["rubric"] = rubric_mod.build_rubric(card)
+    card["ratings"] = {"file": str(ratings) if ratings else None, **rubric_mod.fold(card["rubric"], rated)}
+    card["seconds"] = round(time.perf_counter() - started, 1)
+    write(card, out)
+    return card
+
+
+def write(card: dict, out: Path) -> list[Path]:
+    """Write the three scorecard files (and the ratings template) into out."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scorecard.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "scorecard.md").write_text(render_md(card), encoding="utf-8")
+    (out / "scorecard.html").write_text(render_html(card), encoding="utf-8")
+    template = out / "ratings.template.json"
+    template.write_text(json.dumps(rubric_mod.ratings_template(), indent=2) + "\n", encoding="utf-8")
+    return [out / name for name in FILES]
+
+
+def fold_ratings(out: Path, ratings: Path) -> dict:
+    """Fold a ratings file into an existing scorecard in out and rewrite its files; nothing is re-run."""
+    path = out / "scorecard.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no scorecard to fold ratings into; run `ragkata grade --out {out}` first")
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["ratings"] = {"file": str(ratings), **rubric_mod.fold(card["rubric"], rubric_mod.read_ratings(ratings))}
+    write(card, out)
+    return card

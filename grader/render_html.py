@@ -1,0 +1,299 @@
+"""The scorecard as one self-contained HTML file: inline CSS and SVG, no scripts, no external references.
+
+Reads only the scorecard dict. Every string that came from a pipeline, a golden file or the
+candidate's repository goes through html.escape. Left out on purpose: JavaScript, web fonts and
+anything that would need a network or a second file.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from grader.charts import SIDE_COLOURS, grouped_bars, timeline_chart
+from grader.scorecard import SIDES
+from grader.timeline import discipline_lines
+
+CSS = """
+:root { --bad:#cf222e; --bad-bg:#ffebe9; --warn-bg:#fff8c5; --good:#1a7f37; --good-bg:#dafbe1; --muted:#57606a; --line:#d0d7de; }
+* { box-sizing: border-box; }
+body { font: 16px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color:#1f2328; margin:0; background:#f6f8fa; }
+main { max-width: 1280px; margin: 0 auto; padding: 24px 32px 64px; background:#fff; }
+h1 { font-size: 30px; margin: 0 0 4px; } h2 { font-size: 23px; margin: 40px 0 10px; padding-top: 12px; border-top: 3px solid #1f2328; }
+h3 { font-size: 18px; margin: 22px 0 8px; } .muted { color: var(--muted); } code, pre { font: 13.5px/1.4 ui-monospace, Menlo, Consolas, monospace; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 14px; font-size: 15px; }
+th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; font-weight: 600; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.bad { background: var(--bad-bg); color: var(--bad); font-weight: 600; } .good { background: var(--good-bg); }
+.warn { background: var(--warn-bg); } .banner { padding: 10px 14px; border-radius: 6px; margin: 8px 0; white-space: pre-wrap; }
+.banner.bad { border: 1px solid var(--bad); } .banner.warn { border: 1px solid #d4a72c; color:#1f2328; font-weight: 400; }
+nav a { margin-right: 14px; color: #0969da; text-decoration: none; font-weight: 600; }
+.swatch { display:inline-block; width:11px; height:11px; border-radius:2px; margin-right:4px; vertical-align: -1px; }
+.example { border: 1px solid var(--line); border-left: 5px solid var(--bad); border-radius: 6px; padding: 10px 14px; margin: 10px 0; }
+.ask { background: #ddf4ff; padding: 6px 10px; border-radius: 4px; font-weight: 600; margin: 6px 0; }
+.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; } .cols > div { min-width: 0; }
+ul.hits { list-style: none; padding: 0; margin: 4px 0; } ul.hits li { padding: 3px 0; border-bottom: 1px dotted var(--line); font-size: 14px; }
+.badge { display:inline-block; font-size: 12px; padding: 0 6px; border-radius: 10px; margin-right: 4px; border: 1px solid var(--line); }
+.badge.ev { background: var(--good-bg); border-color: var(--good); } .badge.ctx { background: #ddf4ff; }
+.badge.x { background: var(--bad-bg); border-color: var(--bad); color: var(--bad); }
+.snip { color: #424a53; } pre.diff { background:#f6f8fa; padding: 8px; overflow-x: auto; max-height: 420px; }
+pre.diff .a { color: #116329; background: #e6ffec; } pre.diff .d { color: #82071e; background: #ffebe9; }
+.bar { display:inline-block; width: 70px; height: 9px; background: #eaeef2; margin-right: 6px; border-radius: 2px; vertical-align: 0; }
+.bar span { display:block; height: 9px; border-radius: 2px; }
+.crit { border: 1px solid var(--line); border-radius: 6px; padding: 10px 14px; margin: 10px 0; }
+.levels { display: grid; grid-template-columns: repeat(4, 1fr); gap: 6px; font-size: 13.5px; margin: 6px 0; }
+.levels div { border: 1px solid var(--line); border-radius: 4px; padding: 4px 6px; } .levels div.on { border: 2px solid #0969da; background: #ddf4ff; }
+.score { float: right; font-size: 20px; font-weight: 700; }
+summary h3 { display: inline-block; margin: 14px 0 4px; } summary { cursor: pointer; }
+.small table { font-size: 13.5px; } .small td code { font-size: 12.5px; }
+"""
+
+
+def e(value: object) -> str:
+    return escape("" if value is None else str(value))
+
+
+def num(value: object, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else e(value)
+
+
+def td(value: object, cls: str = "", digits: int = 3, title: str = "") -> str:
+    attrs = f' class="num {cls}"' + (f' title="{e(title)}"' if title else "")
+    return f"<td{attrs}>{num(value, digits)}</td>"
+
+
+def bar_td(value: float | None, side: str, cls: str = "") -> str:
+    width = 0 if value is None else max(0.0, min(1.0, value)) * 100
+    return (f'<td class="num {cls}"><span class="bar"><span style="width:{width:.0f}%;background:{SIDE_COLOURS[side]}">'
+            f"</span></span>{num(value)}</td>")
+
+
+def judge(values: dict) -> str:
+    """Colour of the candidate's cell: red below the starter, green at or near the reference."""
+    s, c, r = values.get("starter"), values.get("candidate"), values.get("reference")
+    if c is None:
+        return "bad"
+    if s is not None and c < s - 0.01:
+        return "bad"
+    if r is not None and c >= r - 0.02:
+        return "good"
+    return ""
+
+
+def table(header: list[str], rows: list[str], text_columns: int = 1) -> str:
+    """A table whose first text_columns columns are text and the rest numbers (right-aligned headers)."""
+    head = "".join(f'<th class="{"num" if i >= text_columns else ""}">{h}</th>' for i, h in enumerate(header))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def legend() -> str:
+    return " ".join(f'<span class="swatch" style="background:{c}"></span>{s}' for s, c in SIDE_COLOURS.items())
+
+
+def render_html(card: dict) -> str:
+    cand = card["candidate"]
+    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>ragkata scorecard: {e(cand['name'])}</title><style>{CSS}</style></head><body><main>",
+             f"<h1>ragkata scorecard: {e(cand['name'])}</h1>",
+             f'<p class="muted">{e(card["generated"])} · {e(cand["dir"])}'
+             + (f" · commit {e(cand['commit'][:7])}{' (uncommitted changes)' if cand['dirty'] else ''}" if cand.get("commit") else "")
+             + f" · dev {card['inputs']['dev']['questions']} questions · holdout "
+             f"{card['inputs']['holdout']['questions'] if card['inputs']['holdout'] else 0} questions · limits "
+             f"{card['inputs']['limits']['timeout_s']:g} s/question, {card['inputs']['limits']['memory_mb']} MB</p>",
+             '<nav>' + "".join(f'<a href="#s{i}">{i}. {name}</a>' for i, name in enumerate(
+                 ("Headline", "Per tag", "Failures", "Latency", "Timeline", "What changed", "Rubric"), 1)) + "</nav>"]
+    for side in SIDES:
+        for incident in card["sides"][side]["incidents"]:
+            parts.append(f'<div class="banner bad">{e(incident)}</div>')
+    for note in card.get("notes", []):
+        parts.append(f'<div class="banner warn">{e(note)}</div>')
+    for section in (_headline, _per_tag, _failures, _latency, _timeline, _changes, _rubric):
+        try:
+            parts.append(section(card))
+        except Exception as exc:  # one broken section must not lose the others
+            parts.append(f'<div class="banner bad">section unavailable: {e(type(exc).__name__)}: {e(exc)}</div>')
+    parts.append("</main></body></html>\n")
+    return "\n".join(parts)
+
+
+def _headline(card: dict) -> str:
+    head = card["headline"]
+    rows = []
+    for row in head["rows"]:
+        gap_c, gap_r = row["gap"]["candidate"], row["gap"]["reference"]
+        flag = ('<td class="bad">gap exceeds the reference\'s</td>' if row["flagged"] else
+                "<td></td>" if row["flagged"] is not None else '<td class="muted">n/a</td>')
+        rows.append(f"<tr><td><code>{e(row['metric'])}</code></td>"
+                    + "".join(td(row[split][side], judge(row[split]) if side == "candidate" else "")
+                              for split in ("dev", "holdout") for side in SIDES)
+                    + td(gap_c, "bad" if row["flagged"] else "", title="dev − holdout") + td(gap_r) + flag + "</tr>")
+    chart = grouped_bars(head["metrics"], {r["metric"]: r["dev"] for r in head["rows"]},
+                         {r["metric"]: r["holdout"] for r in head["rows"]})
+    header = ["metric", *(f"dev {s}" for s in SIDES), *(f"holdout {s}" for s in SIDES), "gap cand.", "gap ref.", "flag"]
+    return (f'<h2 id="s1">1. Headline</h2><p>{legend()} · bars: dev, black ticks: holdout. Candidate cells: '
+            f'<span class="good">&nbsp;near the reference&nbsp;</span> <span class="bad">&nbsp;below the starter&nbsp;</span>. '
+            f"Gap = dev − holdout, flagged when the candidate's exceeds the reference's by more than {head['margin']}.</p>"
+            + chart + table(header, rows))
+
+
+def _per_tag(card: dict) -> str:
+    rows = []
+    for row in card["per_tag"]:
+        for i, (name, values) in enumerate(row["metrics"].items()):
+            lead = (f'<td rowspan="{len(row["metrics"])}"><b>{e(row["tag"])}</b></td><td rowspan="{len(row["metrics"])}" '
+                    f'class="num">{row["n"]}</td>') if i == 0 else ""
+            rows.append(f"<tr>{lead}<td><code>{e(name)}</code></td>"
+                        + "".join(bar_td(values.get(side), side, judge(values) if side == "candidate" else "") for side in SIDES)
+                        + "</tr>")
+    return ('<h2 id="s2">2. Per tag</h2><p>Each planted difficulty over dev and holdout together: evidence_recall@5 and the '
+            "metric the trap moves.</p>" + table(["tag", "n", "metric", *SIDES], rows, 3))
+
+
+def _hit(hit: dict, cited: bool = False, answerable: bool = True) -> str:
+    badges = []
+    if cited and not hit.get("known", True):
+        badges.append('<span class="badge x">not retrieved</span>')
+    elif cited and not hit["in_context"]:
+        badges.append('<span class="badge x">not in context</span>')
+    if hit["covers"]:
+        badges.append('<span class="badge ev">evidence</span>')
+    elif cited and answerable:
+        badges.append('<span class="badge x">misses evidence</span>')
+    if not cited and hit["in_context"]:
+        badges.append('<span class="badge ctx">in context</span>')
+    if hit["superseded_by"]:
+        badges.append(f'<span class="badge x">superseded by {e(hit["superseded_by"])}</span>')
+    rank = f"#{hit['rank']} " if "rank" in hit else ""
+    return f"<li>{rank}<code>{e(hit['chunk_id'])}</code> {''.join(badges)}<br><span class=\"snip\">{e(hit['text'])}</span></li>"
+
+
+def _example(ex: dict) -> str:
+    evidence = "".join(f"<li><code>{e(ev['doc_id'])}</code>: <span class=\"snip\">{e(ev['quote'])}</span></li>"
+                       for ev in ex["expected"]["evidence"]) or "<li>none: the corpus cannot answer this</li>"
+    answerable = bool(ex["expected"]["evidence"])
+    cited = "".join(_hit(h, cited=True, answerable=answerable) for h in ex["cited"]) or "<li>nothing cited</li>"
+    retrieved = "".join(_hit(h) for h in ex["retrieved"]) or "<li>nothing retrieved</li>"
+    error = f'<div class="banner bad">{e(ex["error"])}</div>' if ex["error"] else ""
+    return (f'<div class="example"><b>{e(ex["split"])}/{e(ex["id"])}</b> <span class="muted">{e(", ".join(ex["tags"]))} · '
+            f'starter: {e(ex["others"].get("starter"))} · reference: {e(ex["others"].get("reference"))}</span>'
+            f'<div><b>Q:</b> {e(ex["question"])}</div><div class="ask">Ask: {e(ex["opener"])}</div>{error}'
+            f'<div class="cols"><div><b>Expected</b>: {e(ex["expected"]["answer"] or "(abstain)")}'
+            f'<br><span class="muted">facts: {e(", ".join(ex["expected"]["facts"]) or "-")}</span><ul class="hits">{evidence}</ul>'
+            f'<b>Answer</b>{" (abstained)" if ex["abstained"] else ""}: {e(ex["answer"] or "(empty)")}'
+            f'<br><b>Cited</b><ul class="hits">{cited}</ul></div>'
+            f'<div><b>Retrieved</b> <span class="muted">(top {len(ex["retrieved"])} of {ex["retrieved_total"]} shown)</span>'
+            f'<ul class="hits">{retrieved}</ul></div></div></div>')
+
+
+def _failures(card: dict) -> str:
+    fail = card["failures"]
+    rows = []
+    for label, counts in fail["counts"].items():
+        s, c, r = counts["starter"], counts["candidate"], counts["reference"]
+        if label == "ok":
+            cls = "bad" if c < s else "good" if c >= r else ""
+        else:
+            cls = "bad" if c > s else "good" if c < s else ""
+        rows.append(f"<tr><td><code>{e(label)}</code></td>" + td(s) + td(c, cls) + td(r) + "</tr>")
+    parts = ['<h2 id="s3">3. Failure attribution</h2><p>The first stage that went wrong, per question, dev and holdout together. '
+             "Up to three of the candidate's failures per label, those the reference gets right first.</p>",
+             table(["label", *SIDES], rows)]
+    for label, examples in fail["examples"].items():
+        if examples:
+            parts.append(f"<details open><summary><h3><code>{e(label)}</code> ({fail['counts'][label]['candidate']}): "
+                         f"{len(examples)} example(s)</h3></summary>" + "".join(_example(ex) for ex in examples) + "</details>")
+    return "".join(parts)
+
+
+def _latency(card: dict) -> str:
+    lat = card["latency"]
+    rows = []
+    for stage, by_side in lat["stages"].items():
+        p95 = {s: by_side[s]["p95"] for s in SIDES}
+        slow = p95["candidate"] is not None and all(p95[s] is None or p95["candidate"] > 1.5 * p95[s] + 1 for s in ("starter", "reference"))
+        rows.append(f"<tr><td><code>{e(stage)}</code></td>" + "".join(
+            td(by_side[s]["p50"], digits=1) + td(by_side[s]["p95"], "bad" if s == "candidate" and slow else "", digits=1)
+            for s in SIDES) + "</tr>")
+    for label, key, digits in (("index build s", "build_seconds", 2), ("index chunks", "chunks", 0),
+                               ("peak memory MB", "peak_rss_mb", 0), ("context chars / question", "context_chars", 0)):
+        rows.append(f"<tr><td>{label}</td>" + "".join(f'<td class="num" colspan="2">{num(lat[key][s], digits)}</td>' for s in SIDES) + "</tr>")
+    header = ["stage", *(f"{s} {p}" for s in SIDES for p in ("p50", "p95"))]
+    return ('<h2 id="s4">4. Latency</h2><p>Milliseconds per stage over every question but the first (warm-up). '
+            "Red: the candidate's p95 is over 1.5× both others'.</p>" + table(header, rows))
+
+
+def _timeline(card: dict) -> str:
+    tl = card["timeline"]
+    if tl.get("error"):
+        return f'<h2 id="s5">5. Session timeline</h2><div class="banner bad">{e(tl["error"])}</div>'
+    d = tl["discipline"]
+    lines = "".join(f"<li>{e(line)}</li>" for line in discipline_lines(d))
+    unmeasured = {c.split()[0] for c in d.get("unmeasured_commits", [])}
+    chart = timeline_chart(tl["runs"], tl["metrics"], tl.get("commits"), unmeasured)
+    rows = []
+    for r in tl["runs"]:
+        cls = "" if r["complete"] else "warn"
+        rows.append(f'<tr class="{cls}"><td><code>{e(r["run_id"])}</code></td><td>{e(r["time"][11:19])}</td>'
+                    f'<td><code>{e((r["commit"] or "-")[:7])}</code>{"*" if r["dirty"] else ""}</td>'
+                    f'<td>{"yes" if r["complete"] else "no"}</td><td><code>{e(r["golden"].rsplit("/", 1)[-1])}</code></td>'
+                    f'<td>{e(", ".join(r["config_changes"]) or "-")}</td>'
+                    + "".join(_moved_td(r["metrics"].get(m), r["moved"].get(m)) for m in tl["metrics"]) + "</tr>")
+    return ('<h2 id="s5">5. Session timeline</h2><p>Every <code>ragkata eval</code> the candidate ran, from their runs/ folder. '
+            "Dashed lines are commits (red: no run measured it); hollow points are incomplete runs or runs on another "
+            f"golden file. Times in UTC.</p><ul>{lines}</ul>{chart}"
+            + '<div class="small">' + table(["run", "time", "commit", "complete", "golden", "config changed", *tl["metrics"]], rows, 6)
+            + '</div><p class="muted">* run on uncommitted changes. Small numbers: the move since the run before, on the same golden file.</p>')
+
+
+def _moved_td(value: float | None, delta: float | None) -> str:
+    if delta is None or abs(delta) < 0.0005:
+        return td(value)
+    colour = "var(--good)" if delta > 0 else "var(--bad)"
+    return f'<td class="num">{num(value)}<br><small style="color:{colour}">{delta:+.3f}</small></td>'
+
+
+def _diff(text: str) -> str:
+    out = []
+    for line in text.splitlines():
+        cls = "a" if line.startswith("+") and not line.startswith("+++") else "d" if line.startswith("-") and not line.startswith("---") else ""
+        out.append(f'<span class="{cls}">{e(line)}</span>' if cls else e(line))
+    return "\n".join(out)
+
+
+def _changes(card: dict) -> str:
+    ch, tests = card["changes"], card["tests"]
+    parts = ['<h2 id="s6">6. What changed</h2>']
+    if ch.get("error"):
+        parts.append(f'<div class="banner bad">{e(ch["error"])}</div>')
+    else:
+        t = ch["totals"]
+        parts.append(f"<p><b>{t['files']}</b> file(s), <b>+{t['added']} −{t['deleted']}</b> lines · {e(ch['method'])}</p>")
+        rows = [f"<tr><td><code>{e(x['path'])}</code></td><td>{e(x['status'])}</td>{td(x['added'])}{td(x['deleted'])}</tr>"
+                for x in ch["files"]]
+        parts.append(table(["file", "status", "+", "−"], rows, 2))
+        for x in ch["files"]:
+            parts.append(f"<details><summary><code>{e(x['path'])}</code> (+{x['added']} −{x['deleted']})</summary>"
+                         f'<pre class="diff">{_diff(x["diff"])}</pre></details>')
+    ok = tests.get("ok")
+    cls = "good" if ok else "bad" if tests.get("ran") else "warn"
+    parts.append(f'<div class="banner {cls}"><b>Candidate\'s tests</b>: {e(tests.get("line") or tests.get("error"))}'
+                 + (f' · <code>{e(tests["command"])}</code>' if tests.get("command") else "") + "</div>")
+    return "".join(parts)
+
+
+def _rubric(card: dict) -> str:
+    r = card["ratings"]
+    total = (f"Rated {r['rated']} of {r['of']}: <b>{r['total']} / {r['max']}</b> (mean {r['mean']})" if r["rated"]
+             else "Not rated yet: fill <code>ratings.template.json</code>, then "
+                  "<code>ragkata grade --out &lt;dir&gt; --ratings &lt;file&gt; --render-only</code>")
+    parts = [f'<h2 id="s7">7. Rubric</h2><p>{total}{" · from <code>" + e(r["file"]) + "</code>" if r.get("file") else ""}. '
+             "Evidence is pre-filled from the data above; the rating is the interviewer's.</p>"]
+    for row in card["rubric"]:
+        score = row["score"]
+        levels = "".join(f'<div class="{"on" if score == int(k) else ""}"><b>{k}</b> {e(v)}</div>' for k, v in row["levels"].items())
+        evidence = "".join(f"<li>{e(line)}</li>" for line in row["evidence"])
+        note = f"<p><b>Note:</b> {e(row['note'])}</p>" if row["note"] else ""
+        parts.append(f'<div class="crit"><span class="score">{score if score is not None else "–"} / 4</span>'
+                     f"<h3>{e(row['title'])} <span class=\"muted\"><code>{e(row['id'])}</code></span></h3>"
+                     f'<ul>{evidence}</ul><div class="levels">{levels}</div>{note}</div>')
+    return "".join(parts)

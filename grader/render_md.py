@@ -1,0 +1,168 @@
+"""The scorecard as Markdown: sections 1-7 as tables and lists, readable in a terminal or a pull request.
+
+Reads only the scorecard dict (scorecard.json). Left out on purpose: charts (see render_html.py) and
+any computation beyond formatting. Candidate text is shown as inline code or quoted, never as markup.
+"""
+
+from __future__ import annotations
+
+from grader.scorecard import SIDES
+
+
+def f(value: object, digits: int = 3) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def code(text: object) -> str:
+    """Inline code that survives backticks and pipes in candidate text."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def arrow(values: dict, digits: int = 3) -> str:
+    return " → ".join(f(values.get(side), digits) for side in SIDES)
+
+
+def render_md(card: dict) -> str:
+    lines = [f"# ragkata scorecard: {card['candidate']['name']}", "",
+             f"Generated {card['generated']} from `{card['candidate']['dir']}`"
+             + (f" at commit `{card['candidate']['commit'][:7]}`" + (" (uncommitted changes)" if card['candidate']['dirty'] else "")
+                if card["candidate"].get("commit") else "") + ".",
+             f"Dev: {card['inputs']['dev']['questions']} questions; holdout: "
+             f"{card['inputs']['holdout']['questions'] if card['inputs']['holdout'] else 0} questions. "
+             f"Limits: {card['inputs']['limits']['timeout_s']:g} s per question, "
+             f"{card['inputs']['limits']['memory_mb']} MB memory. Values read starter → candidate → reference.", ""]
+    for side in SIDES:
+        for incident in card["sides"][side]["incidents"]:
+            first, _, rest = incident.partition("\n")
+            lines += [f"> **{first}**", ""]
+            if rest.strip():
+                lines += ["```", rest.replace("```", "ʼʼʼ"), "```", ""]
+    for note in card.get("notes", []):
+        lines.append(f"> note: {note}")
+    lines.append("")
+    lines += _headline(card) + _per_tag(card) + _failures(card) + _latency(card) + _timeline(card) + _changes(card) + _rubric(card)
+    return "\n".join(lines) + "\n"
+
+
+def _headline(card: dict) -> list[str]:
+    head = card["headline"]
+    rows = []
+    for row in head["rows"]:
+        flag = "**gap**" if row["flagged"] else ("" if row["flagged"] is not None else "n/a")
+        rows.append([row["metric"], arrow(row["dev"]), arrow(row["holdout"]),
+                     f(row["gap"]["candidate"]), f(row["gap"]["reference"]), flag])
+    return [f"## 1. Headline", "",
+            f"Gap = dev − holdout; flagged when the candidate's exceeds the reference's by more than {head['margin']}.", "",
+            *table(["metric", "dev", "holdout", "gap candidate", "gap reference", "flag"], rows)]
+
+
+def _per_tag(card: dict) -> list[str]:
+    rows = []
+    for row in card["per_tag"]:
+        for name, values in row["metrics"].items():
+            rows.append([row["tag"], str(row["n"]), name, *(f(values.get(side)) for side in SIDES)])
+    return ["## 2. Per tag", "", "Dev and holdout together; each tag with evidence_recall@5 and the metric its trap moves.", "",
+            *table(["tag", "n", "metric", *SIDES], rows)]
+
+
+def _failures(card: dict) -> list[str]:
+    fail = card["failures"]
+    lines = ["## 3. Failure attribution", "", "First failing stage per question, dev and holdout together.", "",
+             *table(["label", *SIDES], [[label, *(str(c[side]) for side in SIDES)] for label, c in fail["counts"].items()])]
+    for label, examples in fail["examples"].items():
+        if not examples:
+            continue
+        lines += [f"### {label}", ""]
+        for ex in examples:
+            lines += [f"**{ex['split']}/{ex['id']}** ({', '.join(ex['tags'])}): {code(ex['question'])}  ",
+                      f"starter: {ex['others'].get('starter')}, reference: {ex['others'].get('reference')}", "",
+                      f"- ask: *{ex['opener']}*"]
+            if ex["error"]:
+                lines.append(f"- error: {code(ex['error'][:300])}")
+            lines.append(f"- expected: {code(ex['expected']['answer'] or '(abstain)')}; facts "
+                         + ", ".join(code(x) for x in ex["expected"]["facts"]))
+            for ev in ex["expected"]["evidence"]:
+                lines.append(f"  - evidence `{ev['doc_id']}`: {code(ev['quote'])}")
+            lines.append(f"- answer{' (abstained)' if ex['abstained'] else ''}: {code(ex['answer'] or '(empty)')}")
+            for hit in ex["retrieved"]:
+                marks = ", ".join(m for m in ("evidence" if hit["covers"] else "", "in context" if hit["in_context"] else "",
+                                              f"superseded by {hit['superseded_by']}" if hit["superseded_by"] else "") if m)
+                lines.append(f"  - retrieved #{hit['rank']} {code(hit['chunk_id'])}" + (f" ({marks})" if marks else "")
+                             + f": {code(hit['text'][:160])}")
+            for hit in ex["cited"]:
+                state = "not retrieved" if not hit["known"] else "not in context" if not hit["in_context"] else (
+                    "covers evidence" if hit["covers"] else "misses the evidence" if ex["expected"]["evidence"] else "in context")
+                lines.append(f"  - cited {code(hit['chunk_id'])} ({state}"
+                             + (f", superseded by {hit['superseded_by']}" if hit["superseded_by"] else "") + ")")
+            if not ex["cited"]:
+                lines.append("  - cited: nothing")
+            lines.append("")
+    return lines
+
+
+def _latency(card: dict) -> list[str]:
+    lat = card["latency"]
+    rows = [[stage, *(f"{f(v[side]['p50'], 1)} / {f(v[side]['p95'], 1)}" for side in SIDES)] for stage, v in lat["stages"].items()]
+    rows += [["index build s", *(f(lat["build_seconds"][s], 2) for s in SIDES)],
+             ["index chunks", *(f(lat["chunks"][s]) for s in SIDES)],
+             ["peak memory MB", *(f(lat["peak_rss_mb"][s], 0) for s in SIDES)],
+             ["context chars / question", *(f(lat["context_chars"][s], 0) for s in SIDES)]]
+    return ["## 4. Latency", "", "p50 / p95 in ms per stage, over every question but the first (warm-up).", "",
+            *table(["stage", *SIDES], rows)]
+
+
+def _timeline(card: dict) -> list[str]:
+    from grader.timeline import discipline_lines
+
+    tl = card["timeline"]
+    lines = ["## 5. Session timeline", ""]
+    if tl.get("error"):
+        return lines + [tl["error"], ""]
+    lines += [f"- {line}" for line in discipline_lines(tl["discipline"])] + [""]
+    if tl["runs"]:
+        rows = [[r["run_id"], r["time"][11:16], (r["commit"] or "-")[:7] + ("*" if r["dirty"] else ""),
+                 "yes" if r["complete"] else "no", code(r["golden"]), code(", ".join(r["config_changes"]) or "-"),
+                 *(f(r["metrics"].get(name)) for name in tl["metrics"]),
+                 ", ".join(f"{k} {v:+.3f}" for k, v in r["moved"].items() if abs(v) >= 0.005) or "-"]
+                for r in tl["runs"]]
+        lines += table(["run", "time UTC", "commit", "complete", "golden", "config changed", *tl["metrics"], "moved"], rows)
+        lines += ["\\* run on uncommitted changes", ""]
+    return lines
+
+
+def _changes(card: dict) -> list[str]:
+    ch, tests = card["changes"], card["tests"]
+    lines = ["## 6. What changed", ""]
+    if ch.get("error"):
+        lines += [ch["error"], ""]
+    else:
+        t = ch["totals"]
+        lines += [f"{t['files']} file(s), +{t['added']} −{t['deleted']} lines; {ch['method']}.", ""]
+        lines += table(["file", "status", "+", "−"], [[code(x["path"]), x["status"], str(x["added"]), str(x["deleted"])]
+                                                     for x in ch["files"]])
+    lines += [f"Candidate's tests: {tests.get('line') or tests.get('error')}" + (f" (`{tests['command']}`)" if tests.get("command") else ""), ""]
+    return lines
+
+
+def _rubric(card: dict) -> list[str]:
+    r = card["ratings"]
+    lines = ["## 7. Rubric", "",
+             f"Rated {r['rated']} of {r['of']}" + (f": {r['total']} / {r['max']} (mean {r['mean']})" if r["rated"] else "")
+             + (f", from `{r['file']}`" if r.get("file") else "; fill ratings.template.json and fold it in with "
+                "`ragkata grade --out <dir> --ratings <file> --render-only`") + ".", ""]
+    for row in card["rubric"]:
+        lines += [f"### {row['title']}: {row['score'] if row['score'] is not None else '_'} / 4", ""]
+        lines += [f"- evidence: {e}" for e in row["evidence"]]
+        lines += ["- levels: " + " ".join(f"**{k}** {v}" for k, v in row["levels"].items())]
+        if row["note"]:
+            lines.append(f"- note: {row['note']}")
+        lines.append("")
+    return lines

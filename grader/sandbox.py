@@ -1,0 +1,316 @@
+"""Run one pipeline in a worker subprocess with a per-question time limit and a memory cap.
+
+The parent sends one question at a time and waits for its answer. No answer in time: the worker is
+killed, the question is recorded as a TimeoutError, and a fresh worker takes the remaining questions.
+A worker that dies records the question it was on as an error; one that cannot start records every
+question as an error. Nothing here raises because of what the pipeline does.
+Left out on purpose: scoring (grade.py), and a network or file-system jail: this stops broken code,
+not malicious code. The memory cap is RLIMIT_AS, which Linux enforces and macOS ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from exercise.contracts import Answer, Chunk, Hit
+
+INTERVIEWER_ROOT = Path(__file__).resolve().parents[1]
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # an answer line larger than this counts as a crash
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 30.0  # per question, from sending it to reading its answer
+    build_timeout_s: float = 900.0  # loading the corpus and build_pipeline (a first dense build embeds it all)
+    memory_mb: int = 6144  # address-space cap of the worker (torch alone maps ~3 GB); 0 = no cap
+    max_restarts: int = 30  # after this many kills or crashes in all, the remaining questions are not run
+    max_in_a_row: int = 5  # ... or after this many questions in a row time out or crash: the pipeline is stuck
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pipeline to run: a package name, and the folder the worker starts in."""
+
+    label: str  # "starter", "candidate" or "reference"
+    module: str  # package whose pipeline.py has build_pipeline(), e.g. "exercise" or "grader.solutions"
+    root: Path  # working directory; for a candidate also the folder whose exercise/ is imported
+    candidate: bool = False  # import `exercise` from root instead of the interviewer's repository
+    config: tuple[str, ...] = ()  # name=value overrides of the pipeline's own Config defaults
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one question produced: an Answer, or an error line; never both."""
+
+    key: str
+    answer: Answer | None
+    error: str | None
+    wall_ms: float
+
+
+@dataclass
+class Session:
+    """What happened while running one target: its build, and every incident worth a line."""
+
+    build: dict | None = None  # the worker's ready message: build_seconds, config, index_stats
+    incidents: list[str] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    timeouts: int = 0
+    crashes: int = 0
+    not_run: int = 0
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    """One worker process and the byte buffer of its protocol channel."""
+
+    def __init__(self, target: Target, corpus: Path, limits: Limits, log: Path):
+        cmd = [sys.executable, "-P", "-m", "grader.worker", "--pipeline", target.module, "--corpus", str(corpus),
+               "--config", json.dumps(list(target.config))]
+        if target.candidate:
+            cmd += ["--candidate-root", str(target.root)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(INTERVIEWER_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
+               "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self.log = log
+        with log.open("ab") as err:
+            err.write(f"--- {time.strftime('%H:%M:%S')} start {target.label}: {' '.join(cmd)}\n".encode())
+            err.flush()
+            self.proc = subprocess.Popen(cmd, cwd=target.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, start_new_session=True, preexec_fn=_memory_cap(limits.memory_mb))
+        self.buffer = b""
+
+    def send(self, message: dict) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the read that follows sees the dead worker
+
+    def read(self, timeout_s: float) -> dict | None:
+        """The next protocol message, None when none arrives within timeout_s; WorkerDied on exit."""
+        deadline = time.monotonic() + timeout_s
+        fd = self.proc.stdout.fileno()
+        while True:
+            if b"\n" in self.buffer:
+                line, _, self.buffer = self.buffer.partition(b"\n")
+                try:
+                    message = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue  # not ours: skip stray bytes rather than trust them
+                if isinstance(message, dict):
+                    return message
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise WorkerDied(self._exit_text())
+            self.buffer += chunk
+            if len(self.buffer) > MAX_MESSAGE_BYTES:
+                self.kill()
+                raise WorkerDied(f"sent a message over {MAX_MESSAGE_BYTES // 2**20} MB")
+
+    def _exit_text(self) -> str:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        if code is not None and code < 0:
+            return f"killed by signal {signal.Signals(-code).name}"
+        return f"exited with status {code}"
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: the pipeline's own children too
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """Close stdin so the worker ends by itself; kill it if it does not."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+def _memory_cap(memory_mb: int):
+    if memory_mb <= 0:
+        return None
+
+    def apply() -> None:
+        limit = memory_mb * 1024 * 1024
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ValueError, OSError):
+            pass  # macOS refuses RLIMIT_AS; the run goes on without a cap
+
+    return apply
+
+
+def log_tail(path: Path, lines: int = 6) -> str:
+    """The last lines of the worker log, for error lines in the scorecard."""
+    try:
+        text = path.read_bytes()[-4000:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def parse_answer(question: str, raw: object) -> Answer:
+    """Rebuild an Answer from the worker's JSON with the interviewer's own records; ValueError if malformed."""
+    try:
+        hits = tuple(Hit(Chunk(str(h["chunk_id"]), str(h["doc_id"]), str(h["text"]), int(h["start"]), int(h["end"])),
+                         float(h["score"])) for h in raw["retrieved"])
+        latency = {str(k): float(v) for k, v in raw["latency_ms"].items() if math.isfinite(float(v))}
+        return Answer(question=question, text=str(raw["text"]), citations=tuple(str(c) for c in raw["citations"]),
+                      abstained=bool(raw["abstained"]), retrieved=hits, context=tuple(str(c) for c in raw["context"]),
+                      latency_ms=latency)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"malformed answer from the worker ({type(exc).__name__}: {exc})") from None
+
+
+def run_target(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: Path,
+               session: Session) -> Iterator[Outcome]:
+    """Answer every (key, question) in order, one Outcome each, whatever the pipeline does."""
+    try:
+        yield from _run(target, questions, corpus, limits, log, session)
+    finally:
+        if session.timeouts:
+            session.incidents.append(f"{target.label} pipeline: {session.timeouts} question(s) timed out "
+                                     f"(limit {limits.timeout_s:g} s per question)")
+        if session.crashes:
+            session.incidents.append(f"{target.label} pipeline: the worker died on {session.crashes} question(s); "
+                                     f"see {log}")
+
+
+def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: Path,
+         session: Session) -> Iterator[Outcome]:
+    pending = list(questions)
+    restarts = in_a_row = 0
+    ever_ready = False
+    while pending:
+        try:
+            worker = _Worker(target, corpus, limits, log)
+            ready = worker.read(limits.build_timeout_s)
+        except WorkerDied as exc:
+            ready = {"event": "fatal", "error": f"WorkerDied: the worker {exc} before it was ready"}
+        except OSError as exc:
+            session.incidents.append(f"{target.label} pipeline: could not start a worker: {exc}")
+            for key, _ in pending:
+                yield Outcome(key, None, f"PipelineBuildError: could not start a worker: {exc}", 0.0)
+            return
+        if ready is None:
+            ready = {"event": "fatal", "error": f"TimeoutError: the pipeline did not build within {limits.build_timeout_s:g} s"}
+        if ready.get("event") != "ready":
+            worker.kill()
+            error = str(ready.get("error", "unknown start-up failure"))
+            detail = str(ready.get("where", "")).strip() or log_tail(log)
+            when = "after a restart" if ever_ready else "at start-up"
+            session.incidents.append(f"{target.label} pipeline failed {when}: {error}"
+                                     + (f"\n{detail}" if detail else "") + f" ({len(pending)} questions scored as errors)")
+            for key, _ in pending:
+                yield Outcome(key, None, f"PipelineBuildError: {error}", 0.0)
+            return
+        if not ever_ready:
+            session.build = {k: v for k, v in ready.items() if k != "event"}
+        ever_ready = True
+        session.peak_rss_mb = max(session.peak_rss_mb, _number(ready.get("peak_rss_mb")))
+        broke = False
+        while pending and not broke:
+            key, question = pending[0]
+            started = time.perf_counter()
+            worker.send({"key": key, "question": question})
+            try:
+                message = _answer_for(worker, key, limits.timeout_s)
+            except WorkerDied as exc:
+                wall_ms = (time.perf_counter() - started) * 1000
+                cap = f"; a memory cap of {limits.memory_mb} MB is set" if limits.memory_mb else ""
+                yield Outcome(key, None, f"WorkerCrash: the worker {exc} on this question{cap}", wall_ms)
+                session.crashes += 1
+                pending.pop(0)
+                in_a_row += 1
+                broke = True
+                continue
+            wall_ms = (time.perf_counter() - started) * 1000
+            pending.pop(0)
+            in_a_row = in_a_row + 1 if message is None else 0
+            if message is None:
+                worker.kill()
+                session.timeouts += 1
+                yield Outcome(key, None, f"TimeoutError: no answer within {limits.timeout_s:g} s "
+                                         "(per-question limit; the worker was killed and restarted)", wall_ms)
+                broke = True
+                continue
+            session.peak_rss_mb = max(session.peak_rss_mb, _number(message.get("peak_rss_mb")))
+            if "error" in message:
+                error = str(message["error"])[:2000]
+                if error.startswith("MemoryError") and limits.memory_mb:
+                    error += f" (the worker's memory cap is {limits.memory_mb} MB; --memory-mb to change)"
+                yield Outcome(key, None, error, wall_ms)
+                continue
+            try:
+                yield Outcome(key, parse_answer(question, message.get("answer")), None, wall_ms)
+            except ValueError as exc:
+                yield Outcome(key, None, f"MalformedAnswer: {exc}", wall_ms)
+        if broke:
+            worker.kill()
+            restarts += 1
+            if pending and (restarts >= limits.max_restarts or in_a_row >= limits.max_in_a_row):
+                why = (f"{in_a_row} questions in a row timed out or crashed" if in_a_row >= limits.max_in_a_row
+                       else f"the worker was restarted {restarts} times")
+                session.not_run += len(pending)
+                session.incidents.append(f"{target.label} pipeline: stopped because {why}; {len(pending)} remaining "
+                                         "questions scored as errors without running")
+                for key, _ in pending:
+                    yield Outcome(key, None, f"NotRun: {why}; grading of this pipeline stopped", 0.0)
+                return
+        else:
+            worker.stop()
+
+
+def _number(value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
+def _answer_for(worker: _Worker, key: str, timeout_s: float) -> dict | None:
+    """The answer message for `key`; messages for other keys (impossible unless forged) are skipped."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        message = worker.read(max(0.0, deadline - time.monotonic()))
+        if message is None or (message.get("event") == "answer" and message.get("key") == key):
+            return message

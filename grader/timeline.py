@@ -1,0 +1,181 @@
+"""The candidate's session, read back from their runs/ folder and, when there is one, their git history.
+
+Each runs/<run_id>/ becomes one point: when it ran, at which commit, with which config and golden file,
+its key metrics, and what moved since the run before. Each commit is checked for a run that measured it.
+Left out on purpose: re-scoring runs (summary.json is taken as written) and judging the candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+TIMELINE_METRICS = ("evidence_recall@5", "mrr@10", "fact_recall", "citation_precision", "abstention_accuracy")
+RUN_ID = re.compile(r"^(\d{8}T\d{6})-([0-9a-f]{7}|nogit)")
+DEV_GOLDEN = "golden_set/dev.jsonl"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def read_runs(runs_dir: Path) -> list[dict]:
+    """Every run folder under runs_dir, oldest first; a folder without a summary is an incomplete run."""
+    if not runs_dir.is_dir():
+        return []
+    runs = []
+    for folder in sorted(runs_dir.iterdir()):
+        match = RUN_ID.match(folder.name)
+        if not match or folder.is_symlink() or not folder.is_dir():
+            continue
+        spec = _read_json(folder / "spec.json") or {}
+        summary = _read_json(folder / "summary.json")
+        when = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+        git = (summary or {}).get("git") or {}
+        metrics = (summary or {}).get("metrics") or {}
+        counts = (summary or {}).get("counts") or {}
+        runs.append({
+            "run_id": folder.name,
+            "time": when.isoformat(),
+            "commit": git.get("commit") or (None if match.group(2) == "nogit" else match.group(2)),
+            "dirty": git.get("dirty"),
+            "complete": bool(summary and summary.get("complete", True)),
+            "golden": str(spec.get("golden", "")),
+            "pipeline": str(spec.get("pipeline", "")),
+            "config": spec.get("config") if isinstance(spec.get("config"), dict) else {},
+            "questions": counts.get("questions", _count_lines(folder / "samples.jsonl")),
+            "errors": counts.get("errors"),
+            "metrics": {name: metrics.get(name) for name in TIMELINE_METRICS},
+        })
+    _annotate_changes(runs)
+    return runs
+
+
+def _annotate_changes(runs: list[dict]) -> None:
+    """Add to each run what its config changed and what its key metrics moved, against the run before."""
+    previous: dict | None = None
+    for run in runs:
+        before = previous["config"] if previous else {}
+        run["config_changes"] = [f"{k} {before.get(k)} → {v}" for k, v in sorted(run["config"].items())
+                                 if previous is not None and before.get(k) != v]
+        comparable = previous is not None and previous["golden"] == run["golden"] and run["complete"]
+        run["moved"] = {name: round(run["metrics"][name] - previous["metrics"][name], 4)
+                        for name in TIMELINE_METRICS if comparable and isinstance(run["metrics"].get(name), (int, float))
+                        and isinstance(previous["metrics"].get(name), (int, float))}
+        run["new_commit"] = previous is not None and (run["commit"] or "")[:7] != (previous["commit"] or "")[:7]
+        if run["complete"]:
+            previous = run
+
+
+def git(repo: Path, *args: str, timeout: float = 20) -> str | None:
+    """git's stdout in repo, or None when repo is not its own git repository or git fails."""
+    if not (repo / ".git").exists():  # never walk up into an enclosing repository
+        return None
+    try:
+        return subprocess.run(["git", "-C", str(repo), "-c", "core.quotepath=off", *args], capture_output=True,
+                              encoding="utf-8", errors="replace", timeout=timeout, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def read_commits(repo: Path) -> list[dict] | None:
+    """The commits reachable from HEAD, oldest first, with whether each touched exercise/; None without git."""
+    out = git(repo, "log", "--reverse", "--format=%x00%H%x09%ct%x09%s", "--name-only")
+    if out is None:
+        return None
+    commits = []
+    for record in out.split("\0")[1:]:
+        header, _, files = record.partition("\n")
+        sha, _, rest = header.partition("\t")
+        stamp, _, subject = rest.partition("\t")
+        commits.append({"commit": sha, "time": datetime.fromtimestamp(int(stamp), timezone.utc).isoformat(),
+                        "subject": subject, "pipeline": any(f.startswith("exercise/") for f in files.split())})
+    return commits
+
+
+def _measured(commit: dict, previous: dict | None, runs: list[dict]) -> bool:
+    """A commit is measured by a run made at it, or by a run on uncommitted changes just before it."""
+    for run in runs:
+        sha = (run["commit"] or "")[:7]
+        if sha and sha == commit["commit"][:7]:
+            return True
+        if previous and sha == previous["commit"][:7] and run["dirty"] and run["time"] <= commit["time"]:
+            return True
+    return False
+
+
+def _minutes(a: str, b: str) -> float:
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() / 60
+
+
+def last_edit(candidate: Path) -> str | None:
+    """When a file under exercise/ was last modified (UTC), to see whether the final code was measured."""
+    times = [p.stat().st_mtime for p in (candidate / "exercise").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return datetime.fromtimestamp(max(times), timezone.utc).isoformat(timespec="seconds") if times else None
+
+
+def discipline(runs: list[dict], commits: list[dict] | None, edited: str | None) -> dict:
+    """Counts for the measurement-discipline evidence; each a plain number or None when unknown."""
+    times = [run["time"] for run in runs]
+    gaps = [_minutes(a, b) for a, b in zip(times, times[1:])]
+    # The first commit is the bundle as handed over; commits that leave exercise/ alone need no run.
+    pairs = [(p, c) for p, c in zip(commits or [], (commits or [])[1:]) if c["pipeline"]]
+    work = [c for _, c in pairs]
+    measured = [_measured(c, p, runs) for p, c in pairs]
+    return {
+        "runs": len(runs),
+        "complete_runs": sum(run["complete"] for run in runs),
+        "span_minutes": round(_minutes(times[0], times[-1]), 1) if len(times) > 1 else 0.0,
+        "largest_gap_minutes": round(max(gaps), 1) if gaps else None,
+        "other_golden_runs": sum(bool(run["golden"]) and not run["golden"].endswith(DEV_GOLDEN) for run in runs),
+        "git": commits is not None,
+        "commits": len(work) if commits is not None else None,
+        "commits_measured": sum(measured) if commits is not None else None,
+        "unmeasured_commits": [c["commit"][:7] + " " + c["subject"] for c, ok in zip(work, measured) if not ok],
+        "last_edit": edited,
+        "final_state_measured": (bool(times) and edited is not None and edited <= max(times)) if edited else None,
+    }
+
+
+def build_timeline(candidate: Path, runs_dir: Path | None = None) -> dict:
+    runs = read_runs(runs_dir or candidate / "runs")
+    commits = read_commits(candidate)
+    return {"metrics": list(TIMELINE_METRICS), "runs": runs, "commits": commits,
+            "discipline": discipline(runs, commits, last_edit(candidate))}
+
+
+def discipline_lines(d: dict) -> list[str]:
+    """The discipline counts as the sentences the rubric and the timeline section show."""
+    if not d["runs"]:
+        return ["no runs/ folder with evaluations: the candidate never ran `ragkata eval` here"]
+    span = d["span_minutes"]
+    lines = [f"ran eval {d['runs']} time(s) ({d['complete_runs']} complete) over {span:.0f} min"
+             + (f"; longest stretch without a run {d['largest_gap_minutes']:.0f} min" if d["largest_gap_minutes"] else "")]
+    if d["git"] and not d["commits"]:
+        lines.append("no commit after the hand-over changed exercise/: nothing to check run by run")
+    elif d["git"]:
+        lines.append(f"{d['commits_measured']} of {d['commits']} commit(s) changing exercise/ followed by a run"
+                     + (f" (unmeasured: {', '.join(d['unmeasured_commits'][:3])})" if d["unmeasured_commits"] else ""))
+    else:
+        lines.append("no git repository in the candidate folder: which changes were measured is unknown")
+    if d["final_state_measured"] is False:
+        lines.append(f"exercise/ changed at {d['last_edit'][11:16]} UTC, after the last run: the final code was never measured")
+    elif d["final_state_measured"]:
+        lines.append("the final code was measured (last run after the last edit to exercise/)")
+    if d["other_golden_runs"]:
+        lines.append(f"{d['other_golden_runs']} run(s) on a golden file other than {DEV_GOLDEN}")
+    return lines

@@ -1,0 +1,382 @@
+"""The grader: a broken candidate is graded without crashing the grader, every failure is scored and
+shown, the HTML stands alone, the rubric has its nine criteria, and ratings fold back (or are refused).
+
+Pipelines run in real worker subprocesses on the fixture corpus, with BM25 (RAGKATA_RETRIEVER) so no
+embedding model loads, and a half-second time limit so hanging questions cost little. The starter
+stands in for the reference, so these tests run where grader/solutions is held back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from grader import rubric
+from grader.changes import parse_pytest_summary, run_candidate_tests, what_changed
+from grader.grade import grade
+from grader.sandbox import INTERVIEWER_ROOT, Limits, parse_answer
+from grader.timeline import build_timeline
+from harness.cli import app, main
+from harness.runner import read_samples
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BROKEN = FIXTURES / "broken_candidate"
+GOLDEN = FIXTURES / "golden.jsonl"
+CORPUS = FIXTURES / "corpus"
+TIMEOUT_S = 0.5
+CRITERIA = ["measurement_discipline", "retrieval_vs_generation", "chunking_rationale", "retrieval_design",
+            "grounding_citations", "abstention", "latency_cost", "code_quality", "explaining_results"]
+
+
+def mode(question: str) -> str:
+    """What the broken candidate does with this question (tests/fixtures/broken_candidate/exercise/pipeline.py)."""
+    return ("raise", "hang", "nonsense")[zlib.crc32(question.encode()) % 3]
+
+
+QUESTIONS = {json.loads(line)["id"]: json.loads(line)["question"] for line in GOLDEN.read_text().splitlines()}
+
+
+def make_candidate(root: Path, pipeline_source: str | None = None) -> Path:
+    """A candidate folder: the broken fixture, or its config/contracts with another pipeline.py."""
+    shutil.copytree(BROKEN, root, ignore=shutil.ignore_patterns("__pycache__"))
+    if pipeline_source is not None:
+        (root / "exercise" / "pipeline.py").write_text(pipeline_source)
+    return root
+
+
+def run_grade(candidate: Path, out: Path, **kwargs) -> dict:
+    defaults = dict(dev=GOLDEN, holdout=GOLDEN, corpus=CORPUS, reference="exercise",
+                    limits=Limits(timeout_s=TIMEOUT_S, memory_mb=2048), run_tests=False)
+    return grade(candidate, out, **{**defaults, **kwargs})
+
+
+@pytest.fixture(autouse=True)
+def bm25_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGKATA_RETRIEVER", "bm25")
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, float]:
+    """The broken candidate graded once for the module: (scorecard, out folder, seconds taken)."""
+    tmp = tmp_path_factory.mktemp("broken")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAGKATA_RETRIEVER", "bm25")
+        started = time.perf_counter()
+        card = run_grade(make_candidate(tmp / "candidate"), tmp / "out")
+    return card, tmp / "out", time.perf_counter() - started
+
+
+def test_the_three_files_are_written_and_every_failure_is_scored(broken):
+    card, out, _ = broken
+    for name in ("scorecard.json", "scorecard.md", "scorecard.html", "ratings.template.json"):
+        assert (out / name).is_file(), name
+    samples = read_samples(out / "runs" / "candidate-dev" / "samples.jsonl")
+    assert [s["id"] for s in samples] == list(QUESTIONS)  # every question scored, in order
+    for sample in samples:
+        kind = mode(sample["question"])
+        if kind == "raise":
+            assert sample["failure"] == "error" and sample["error"].startswith("RuntimeError: the broken candidate")
+        elif kind == "hang":
+            assert sample["failure"] == "error" and sample["error"].startswith("TimeoutError")
+        else:
+            assert sample["error"] is None and sample["scores"]["citation_valid"] == 0.0
+    assert {mode(q) for q in QUESTIONS.values()} == {"raise", "hang", "nonsense"}  # the fixture exercises all three
+    assert card["headline"]["rows"][[r["metric"] for r in card["headline"]["rows"]].index("citation_valid")]["dev"]["candidate"] == 0.0
+
+
+def test_timeouts_are_enforced_and_the_worker_restarts(broken):
+    card, out, seconds = broken
+    hangs = sum(mode(q) == "hang" for q in QUESTIONS.values()) * 2  # dev and holdout
+    assert card["sides"]["candidate"]["timeouts"] == hangs
+    for sample in read_samples(out / "runs" / "candidate-holdout" / "samples.jsonl"):
+        if mode(sample["question"]) == "hang":
+            assert TIMEOUT_S * 1000 <= sample["latency_ms"]["total"] < TIMEOUT_S * 1000 + 1500
+    assert seconds < 60
+    md = (out / "scorecard.md").read_text()
+    assert f"{hangs} question(s) timed out (limit {TIMEOUT_S:g} s per question)" in md
+
+
+def test_starter_and_reference_are_scored_beside_the_candidate(broken):
+    card, out, _ = broken
+    assert card["sides"]["starter"]["errors"] == 0 and card["sides"]["reference"]["errors"] == 0
+    assert card["failures"]["counts"]["error"] == {"starter": 0, "candidate": card["sides"]["candidate"]["errors"], "reference": 0}
+    assert card["failures"]["examples"]["error"], "error examples open the conversation"
+    example = card["failures"]["examples"]["error"][0]
+    assert example["opener"] and example["expected"]["evidence"]
+    assert (out / "runs" / "starter-holdout" / "summary.json").is_file()
+
+
+def test_html_is_one_self_contained_file(broken):
+    _, out, _ = broken
+    html = (out / "scorecard.html").read_text()
+    tags = re.findall(r"<[a-zA-Z][^>]*>", html)  # markup only: escaped candidate text cannot form a tag
+    assert tags and not [t for t in tags if re.match(r"<(script|link|img|iframe|object|embed|image|use)\b", t)]
+    assert not [t for t in tags if re.search(r"\b(src|xlink:href)=", t) or re.search(r'href="(?!#)', t)]
+    style = html.split("<style>")[1].split("</style>")[0]
+    assert html.count("<style>") == 1 and "url(" not in style and "@import" not in style
+    assert html.count("<svg") >= 2  # headline bars and the session timeline
+    for n, title in enumerate(("Headline", "Per tag", "Failure attribution", "Latency", "Session timeline",
+                               "What changed", "Rubric"), 1):
+        assert f"{n}. {title}" in html
+    assert html.index("1. Headline") < html.index("7. Rubric")
+
+
+def test_candidate_output_is_escaped(tmp_path):
+    evil = '''
+from exercise.contracts import Answer, Chunk, Hit
+
+
+def build_pipeline(config, documents):
+    return Evil()
+
+
+class Evil:
+    def answer(self, question):
+        hit = Hit(Chunk("<img src=x onerror=alert(1)>", "doc", "<script>alert(2)</script>", 0, 1), 1.0)
+        return Answer(question, "<script>alert(3)</script> https://evil.example", ("<b>cite</b>",), False, (hit,),
+                      (hit.chunk.chunk_id,), {"total": 1.0})
+'''
+    run_grade(make_candidate(tmp_path / "evil", evil), tmp_path / "out")
+    html = (tmp_path / "out" / "scorecard.html").read_text()
+    assert "<script>" not in html and "<img src" not in html and "<b>cite</b>" not in html
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in html
+
+
+def test_a_pipeline_that_cannot_start_gives_a_scorecard_of_errors(tmp_path):
+    card = run_grade(make_candidate(tmp_path / "c", "raise ImportError('no module named faiss_gpu')\n"), tmp_path / "out")
+    samples = read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")
+    assert len(samples) == len(QUESTIONS) and all(s["failure"] == "error" for s in samples)
+    assert all("PipelineBuildError: ImportError: no module named faiss_gpu" in s["error"] for s in samples)
+    (incident,) = card["sides"]["candidate"]["incidents"]
+    assert incident.startswith("candidate pipeline failed at start-up: ImportError")
+    for name in ("scorecard.md", "scorecard.html"):
+        assert "failed at start-up" in (tmp_path / "out" / name).read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux only")
+def test_crashes_and_the_memory_cap_are_scored_failures(tmp_path):
+    source = '''
+import os
+from exercise.contracts import Answer
+
+
+def build_pipeline(config, documents):
+    return Greedy()
+
+
+class Greedy:
+    def answer(self, question):
+        if "archive" in question:
+            os._exit(3)
+        if "KOS-4032" in question:
+            blob = bytearray(8 * 1024 ** 3)
+        return Answer(question, "fine", (), False, (), (), {"total": 1.0})
+'''
+    card = run_grade(make_candidate(tmp_path / "c", source), tmp_path / "out", holdout=None,
+                     limits=Limits(timeout_s=5, memory_mb=1024))
+    samples = {s["id"]: s for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")}
+    assert samples["fx-01"]["error"].startswith("WorkerCrash: the worker exited with status 3")
+    assert samples["fx-02"]["error"].startswith("MemoryError")
+    assert all(samples[i]["error"] is None for i in ("fx-03", "fx-04", "fx-05", "fx-06"))  # answered after the restart
+    assert card["sides"]["candidate"]["crashes"] == 1
+
+
+def test_a_stuck_pipeline_is_stopped_and_the_rest_scored_as_not_run(tmp_path):
+    source = "import time\n\n\ndef build_pipeline(config, documents):\n    return Stuck()\n\n\nclass Stuck:\n" \
+             "    def answer(self, question):\n        time.sleep(60)\n"
+    card = run_grade(make_candidate(tmp_path / "c", source), tmp_path / "out", holdout=None,
+                     limits=Limits(timeout_s=0.3, memory_mb=2048, max_in_a_row=4))
+    errors = [s["error"] for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")]
+    assert [e.split(":")[0] for e in errors] == ["TimeoutError"] * 4 + ["NotRun"] * 2
+    assert "stopped because 4 questions in a row timed out or crashed; 2 remaining" in card["sides"]["candidate"]["incidents"][0]
+
+
+def test_the_worker_answer_is_checked_before_scoring():
+    with pytest.raises(ValueError, match="malformed answer"):
+        parse_answer("q", {"text": "x", "citations": [], "abstained": False, "retrieved": [{"chunk_id": "a"}],
+                           "context": [], "latency_ms": {}})
+
+
+def test_rubric_has_the_nine_criteria_with_levels_and_evidence(broken):
+    card, out, _ = broken
+    assert [row["id"] for row in card["rubric"]] == CRITERIA
+    for row in card["rubric"]:
+        assert list(row["levels"]) == ["1", "2", "3", "4"] and all(row["levels"].values())
+        assert row["evidence"] and row["score"] is None
+    evidence = {row["id"]: " ".join(row["evidence"]) for row in card["rubric"]}
+    assert "retrieval_miss" in evidence["retrieval_vs_generation"] and "generation_miss" in evidence["retrieval_vs_generation"]
+    assert "timed out" in evidence["code_quality"]
+    assert json.loads((out / "ratings.template.json").read_text()) == {c: {"score": None, "note": ""} for c in CRITERIA}
+
+
+def test_ratings_fold_back_into_all_three_files(broken, tmp_path):
+    _, out, _ = broken
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    ratings = tmp_path / "ratings.json"
+    ratings.write_text(json.dumps({"code_quality": {"score": 1, "note": "pipeline <raises> & hangs"},
+                                   "measurement_discipline": {"score": 2, "note": ""}}))
+    result = CliRunner().invoke(app, ["grade", "--out", str(copy), "--ratings", str(ratings), "--render-only"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((copy / "scorecard.json").read_text())
+    assert {r["id"]: r["score"] for r in card["rubric"]}["code_quality"] == 1
+    assert card["ratings"]["rated"] == 2 and card["ratings"]["total"] == 3
+    assert "pipeline <raises> & hangs" in (copy / "scorecard.md").read_text()
+    html = (copy / "scorecard.html").read_text()
+    assert "pipeline &lt;raises&gt; &amp; hangs" in html and "3 / 8" in html
+
+
+@pytest.mark.parametrize("content, field", [
+    ('{"code_quality": {"score": 5}}', "code_quality.score"),
+    ('{"code_quality": {"score": true}}', "code_quality.score"),
+    ('{"code_qualty": {"score": 3}}', "code_qualty"),
+    ('{"abstention": {"score": 2, "notes": "x"}}', "abstention.notes"),
+    ('{"abstention": {"score": 2, "note": 7}}', "abstention.note"),
+    ('{"abstention": 3}', "abstention"),
+    ('{"abstention": {"score": 2},}', "(file)"),
+    ("[1, 2]", "(file)"),
+])
+def test_bad_ratings_are_refused_with_the_file_and_field(tmp_path, content, field):
+    path = tmp_path / "ratings.json"
+    path.write_text(content)
+    with pytest.raises(rubric.RatingsError) as error:
+        rubric.read_ratings(path)
+    assert str(error.value).startswith(f"{path}: field '{field}':")
+
+
+def test_bad_ratings_exit_2_from_the_cli_before_anything_runs(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "ratings.json"
+    path.write_text('{"code_quality": {"score": 0}}')
+    monkeypatch.setattr(sys, "argv", ["ragkata", "grade", "--candidate", str(BROKEN), "--dev", str(GOLDEN),
+                                      "--corpus", str(CORPUS), "--out", str(tmp_path / "out"), "--ratings", str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{path}: field 'code_quality.score': value 0 is not a whole number from 1 to 4" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def git(cwd: Path, *args: str, date: str | None = None) -> str:
+    env = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True, env={**os.environ, **env}).stdout.strip()
+
+
+def fake_run(runs: Path, stamp: str, commit: str, dirty: bool, recall: float, **config) -> None:
+    folder = runs / f"{stamp}-{commit[:7]}"
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps({"run_id": folder.name, "pipeline": "exercise", "golden": "golden_set/dev.jsonl",
+                                                  "config": {"chunk_size": 800, **config}}))
+    (folder / "summary.json").write_text(json.dumps({"metrics": {"evidence_recall@5": recall, "fact_recall": recall / 2},
+                                                     "counts": {"questions": 10, "errors": 0}, "complete": True,
+                                                     "git": {"commit": commit, "dirty": dirty}}))
+
+
+def test_timeline_counts_runs_and_which_commits_were_measured(tmp_path):
+    repo = make_candidate(tmp_path / "c")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "ragkata exercise", date="2026-11-22T10:00:00+00:00")
+    root = git(repo, "rev-parse", "HEAD")
+    fake_run(repo / "runs", "20261122T100500", root, False, 0.40)
+    fake_run(repo / "runs", "20261122T103000", root, True, 0.55, chunk_size=400)  # measured before committing
+    (repo / "exercise" / "chunking.py").write_text("# structure-aware\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "structure-aware chunks", date="2026-11-22T10:35:00+00:00")
+    (repo / "exercise" / "retrieval.py").write_text("# hybrid\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "hybrid, never measured", date="2026-11-22T11:00:00+00:00")
+    (repo / "runs" / "latest").symlink_to("20261122T103000-" + root[:7])
+    (repo / "runs" / "20261122T110500-nogit").mkdir()  # an interrupted run: spec only
+    (repo / "runs" / "20261122T110500-nogit" / "spec.json").write_text("{not json")
+
+    timeline = build_timeline(repo)
+    assert [r["run_id"][:15] for r in timeline["runs"]] == ["20261122T100500", "20261122T103000", "20261122T110500"]
+    second = timeline["runs"][1]
+    assert second["config_changes"] == ["chunk_size 800 → 400"] and second["moved"]["evidence_recall@5"] == pytest.approx(0.15)
+    d = timeline["discipline"]
+    assert (d["runs"], d["complete_runs"], d["commits"], d["commits_measured"]) == (3, 2, 2, 1)
+    assert d["unmeasured_commits"][0].endswith("hybrid, never measured")
+    assert d["span_minutes"] == 60.0
+
+    changes = what_changed(repo, INTERVIEWER_ROOT)
+    assert changes["method"].startswith("git: working tree against the bundle commit")
+    assert {f["path"] for f in changes["files"]} == {"exercise/chunking.py", "exercise/retrieval.py"}
+
+
+def test_without_git_changes_are_compared_file_by_file(tmp_path):
+    repo = tmp_path / "c"
+    shutil.copytree(INTERVIEWER_ROOT / "exercise", repo / "exercise", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "exercise" / "config.py").write_text((repo / "exercise" / "config.py").read_text().replace(
+        "chunk_size: int = 800", "chunk_size: int = 400"))
+    (repo / "exercise" / "rerank.py").write_text("def rerank():\n    pass\n")
+    changes = what_changed(repo, INTERVIEWER_ROOT)
+    files = {f["path"]: f for f in changes["files"]}
+    assert files["exercise/config.py"]["status"] == "modified" and files["exercise/config.py"]["added"] == 1
+    assert files["exercise/rerank.py"] == {**files["exercise/rerank.py"], "status": "added", "added": 2, "deleted": 0}
+    assert build_timeline(repo)["discipline"]["git"] is False
+
+
+def test_pytest_summary_lines_are_parsed():
+    assert parse_pytest_summary("...\n1 failed, 40 passed, 2 skipped, 3 deselected in 4.10s\n") == \
+        {"passed": 40, "failed": 1, "errors": 0, "skipped": 2, "deselected": 3}
+    assert parse_pytest_summary("2 errors in 0.3s") == {"passed": 0, "failed": 0, "errors": 2, "skipped": 0}
+    assert parse_pytest_summary("") == {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+
+
+def test_the_candidates_own_tests_are_run_and_counted(tmp_path):
+    repo = make_candidate(tmp_path / "c")
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_mine.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    assert 1 == 2\n")
+    result = run_candidate_tests(repo, tmp_path / "tests.log", timeout_s=120)
+    assert (result["passed"], result["failed"], result["ok"]) == (1, 1, False)
+    assert "stopped at the first failure" in result["line"] and "first failure: assert 1 == 2" in result["line"]
+    assert "assert 1 == 2" in (tmp_path / "tests.log").read_text()
+    assert run_candidate_tests(tmp_path / "nowhere", tmp_path / "x.log")["ran"] is False
+
+
+def test_grade_cli_writes_the_files(tmp_path):
+    candidate = make_candidate(tmp_path / "c", "raise SyntaxError('broken on purpose')\n")
+    result = CliRunner().invoke(app, ["grade", "--candidate", str(candidate), "--dev", str(GOLDEN), "--corpus", str(CORPUS),
+                                      "--out", str(tmp_path / "out"), "--reference", "exercise", "--timeout", "2",
+                                      "--skip-tests"])
+    assert result.exit_code == 0, result.output
+    assert "failed at start-up: SyntaxError" in result.output and "scorecard.html" in result.output
+    card = json.loads((tmp_path / "out" / "scorecard.json").read_text())
+    assert card["inputs"]["holdout"] is None or card["inputs"]["holdout"]["path"].endswith("holdout.jsonl")
+
+
+def dev_subset(tmp_path: Path, count: int) -> Path:
+    dev = INTERVIEWER_ROOT / "golden_set" / "dev.jsonl"
+    if not dev.is_file():
+        pytest.skip("golden_set/dev.jsonl is not in this copy of the repository")
+    path = tmp_path / "dev-subset.jsonl"
+    path.write_text("\n".join(dev.read_text().splitlines()[:count]) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_grading_the_starter_on_the_real_corpus(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAGKATA_RETRIEVER")
+    monkeypatch.setenv("RAGKATA_CACHE_DIR", str(INTERVIEWER_ROOT / ".cache" / "ragkata"))  # one embedding cache for all sides
+    subset = dev_subset(tmp_path, 8)
+    candidate = tmp_path / "starter"
+    shutil.copytree(INTERVIEWER_ROOT / "exercise", candidate / "exercise", ignore=shutil.ignore_patterns("__pycache__"))
+    reference = "grader.solutions" if (INTERVIEWER_ROOT / "grader" / "solutions" / "pipeline.py").is_file() else "exercise"
+    card = grade(candidate, tmp_path / "out", subset, subset, INTERVIEWER_ROOT / "corpus", reference,
+                 limits=Limits(timeout_s=60), run_tests=False)
+    assert all(card["sides"][side]["errors"] == 0 for side in ("starter", "candidate", "reference"))
+    row = card["headline"]["rows"][0]
+    assert row["dev"]["starter"] == pytest.approx(row["dev"]["candidate"])  # the same code scores the same
+    for name in ("scorecard.json", "scorecard.md", "scorecard.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 1000
