@@ -231,7 +231,7 @@ def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config 
     stats = dict(getattr(built_pipeline, "index_stats", {}) or {})
     stats.setdefault("build_seconds", build_seconds)
     stats["pipeline_build_seconds"] = round(build_seconds, 3)
-    if stats.get("chunks") and stats.get("build_seconds"):
+    if stats.get("chunks") and stats.get("build_seconds") and not stats.get("cached"):  # a cache hit embeds nothing
         stats["chunks_per_second"] = round(stats["chunks"] / max(stats["build_seconds"], 1e-9), 1)
     directory.mkdir(parents=True, exist_ok=True)
     if resume is None:
