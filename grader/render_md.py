@@ -59,7 +59,7 @@ def _headline(card: dict) -> list[str]:
         flag = "**gap**" if row["flagged"] else ("" if row["flagged"] is not None else "n/a")
         rows.append([row["metric"], arrow(row["dev"]), arrow(row["holdout"]),
                      f(row["gap"]["candidate"]), f(row["gap"]["reference"]), flag])
-    return [f"## 1. Headline", "",
+    return ["## 1. Headline", "",
             f"Gap = dev − holdout; flagged when the candidate's exceeds the reference's by more than {head['margin']}.", "",
             *table(["metric", "dev", "holdout", "gap candidate", "gap reference", "flag"], rows)]
 

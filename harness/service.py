@@ -17,15 +17,33 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Callable, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from exercise.config import Config
-from exercise.contracts import Chunk, Document, Hit
+from exercise.contracts import Chunk, Hit
+from harness.api import (
+    ASK_EXAMPLE,
+    ERRORS,
+    SEARCH_EXAMPLE,
+    AskRequest,
+    AskResponse,
+    CompareOut,
+    DeltaOut,
+    DocOut,
+    FlipOut,
+    GoldenOut,
+    Health,
+    HitOut,
+    RunOut,
+    RunSummary,
+    SearchRequest,
+    SearchResponse,
+    explain,
+)
 from harness.compare import flips, metric_deltas
 from harness.corpus import load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
@@ -34,245 +52,9 @@ from harness.runner import load_pipeline, peak_rss_mb, read_samples, runs_dir
 from harness.scoring import summarize
 
 log = logging.getLogger("ragkata.service")
-MAX_QUESTION_CHARS = 2000
-K_MIN, K_MAX = 1, 50
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"app.js": (STATIC / "app.js", "text/javascript"), "style.css": (STATIC / "style.css", "text/css")}
 T = TypeVar("T")
-
-
-# --- request and response records (each with an example, shown in /docs) ---------------------------
-
-def examples(*items: dict) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(items)})
-
-
-ASK_EXAMPLE = {"question": "How long until my files move to the archive tier?", "k": 10}
-SEARCH_EXAMPLE = {"query": "KOS-4032 bucket name taken", "k": 5}
-EVIDENCE_EXAMPLE = {"doc_id": "guides/lifecycle.md", "quote": "Objects transition to cold-vault after 90 days"}
-HIT_EXAMPLE = {"rank": 1, "chunk_id": "guides/lifecycle.md#0", "doc_id": "guides/lifecycle.md",
-               "text": "## Transitions\n\nObjects transition to cold-vault after 90 days ...", "start": 0, "end": 420,
-               "score": 3.21, "in_context": True, "cited": True, "doc_title": "Lifecycle rules", "doc_status": "current",
-               "superseded_by": None, "injection": False, "evidence": [0]}
-GOLDEN_EXAMPLE = {"id": "fx-01", "question": ASK_EXAMPLE["question"], "answerable": True,
-                  "answer": "After 90 days, to cold-vault.", "facts": ["90 days"], "evidence": [EVIDENCE_EXAMPLE],
-                  "tags": ["paraphrase", "numeric"]}
-SUMMARY_EXAMPLE = {"run_id": "20261122T161530-3fa9c1e", "latest": True, "finished": "2026-11-22T16:16:02+00:00",
-                   "complete": True, "pipeline": "exercise", "metrics": {"evidence_recall@5": 0.62, "fact_recall": 0.48},
-                   "failures": {"ok": 21, "retrieval_miss": 9}, "counts": {"questions": 30, "errors": 0},
-                   "config": {"chunk_size": 800}, "git": {"commit": "3fa9c1e...", "dirty": True}}
-
-
-def _not_blank(value: str, name: str, example: dict) -> str:
-    if not value.strip():
-        raise ValueError(f"{name} is empty; send some text, e.g. {json.dumps(example)}")
-    return value
-
-
-class AskRequest(BaseModel):
-    model_config = examples(ASK_EXAMPLE, {"question": "What does KOS-4032 mean?", "golden_id": "fx-02"})
-    question: str = Field(max_length=MAX_QUESTION_CHARS, description="the question, 1 to 2,000 characters")
-    k: Optional[int] = Field(None, ge=K_MIN, le=K_MAX, description="retrieved hits to return (1-50); default: all")
-    golden_id: Optional[str] = Field(None, description="a dev question id, to mark hits covering its evidence; "
-                                                       "when left out, a question equal to a dev question's text matches it")
-
-    @field_validator("question")
-    @classmethod
-    def question_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "question", ASK_EXAMPLE)
-
-
-class SearchRequest(BaseModel):
-    model_config = examples(SEARCH_EXAMPLE)
-    query: str = Field(max_length=MAX_QUESTION_CHARS, description="the query, 1 to 2,000 characters")
-    k: int = Field(10, ge=K_MIN, le=K_MAX, description="hits to return (1-50)")
-
-    @field_validator("query")
-    @classmethod
-    def query_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "query", SEARCH_EXAMPLE)
-
-
-class EvidenceOut(BaseModel):
-    model_config = examples(EVIDENCE_EXAMPLE)
-    doc_id: str
-    quote: str
-
-
-class GoldenOut(BaseModel):
-    model_config = examples(GOLDEN_EXAMPLE)
-    id: str
-    question: str
-    answerable: bool
-    answer: str
-    facts: list[str]
-    evidence: list[EvidenceOut]
-    tags: list[str]
-
-    @classmethod
-    def of(cls, q: GoldenQuestion) -> "GoldenOut":
-        return cls(id=q.id, question=q.question, answerable=q.answerable, answer=q.answer, facts=list(q.facts),
-                   evidence=[EvidenceOut(doc_id=e.doc_id, quote=e.quote) for e in q.evidence], tags=list(q.tags))
-
-
-class HitOut(BaseModel):
-    model_config = examples(HIT_EXAMPLE)
-    rank: int
-    chunk_id: str
-    doc_id: str
-    text: str
-    start: int = Field(description="the chunk's source span is document.text[start:end]")
-    end: int
-    score: Optional[float] = Field(description="the retriever's score, higher is better; null if not finite")
-    in_context: bool = Field(description="the chunk was handed to the generator")
-    cited: bool
-    doc_title: str
-    doc_status: str = Field(description="current or superseded")
-    superseded_by: Optional[str]
-    injection: bool = Field(description="the document carries planted instructions (a canary)")
-    evidence: list[int] = Field(description="indexes of the golden question's evidence items this chunk covers")
-
-
-class AskResponse(BaseModel):
-    model_config = examples({"question": ASK_EXAMPLE["question"], "answer": "Objects transition to cold-vault after 90 days.",
-                             "citations": ["guides/lifecycle.md#0"], "abstained": False, "retrieved": [HIT_EXAMPLE],
-                             "context": ["guides/lifecycle.md#0"], "golden": GOLDEN_EXAMPLE,
-                             "latency_ms": {"retrieve": 1.9, "generate": 0.4, "total": 2.4}})
-    question: str
-    answer: str
-    citations: list[str]
-    abstained: bool
-    retrieved: list[HitOut]
-    context: list[str]
-    latency_ms: dict[str, float]
-    golden: Optional[GoldenOut] = Field(description="the dev question asked, when it is one")
-
-
-class SearchResponse(BaseModel):
-    model_config = examples({"query": SEARCH_EXAMPLE["query"], "k": 5, "hits": [HIT_EXAMPLE], "latency_ms": {"search": 1.2}})
-    query: str
-    k: int
-    hits: list[HitOut]
-    latency_ms: dict[str, float]
-
-
-class DocOut(BaseModel):
-    model_config = examples({"doc_id": "guides/lifecycle.md", "title": "Lifecycle rules", "type": "guide",
-                             "product": "object-storage", "updated": "2026-05-14", "status": "current",
-                             "superseded_by": None, "canary": None, "injection": False, "text": "# Lifecycle rules\n..."})
-    doc_id: str
-    title: str
-    type: str
-    product: str
-    updated: str
-    status: str
-    superseded_by: Optional[str]
-    canary: Optional[str]
-    injection: bool
-    text: str
-
-    @classmethod
-    def of(cls, d: Document, registered_canary: bool) -> "DocOut":
-        return cls(doc_id=d.doc_id, title=d.title, type=d.type, product=d.product, updated=d.updated, status=d.status,
-                   superseded_by=d.superseded_by, canary=d.canary, injection=bool(d.canary) or registered_canary, text=d.text)
-
-
-class RunSummary(BaseModel):
-    model_config = examples(SUMMARY_EXAMPLE)
-    run_id: str
-    latest: bool = False
-    finished: Optional[str] = None
-    complete: bool = False
-    pipeline: Optional[str] = None
-    metrics: dict[str, float] = {}
-    failures: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    per_tag: dict[str, dict[str, float]] = {}
-    latency_ms: dict[str, dict[str, float]] = {}
-    config: dict = {}
-    git: dict = {}
-
-
-class RunOut(BaseModel):
-    model_config = examples({"summary": SUMMARY_EXAMPLE, "samples": [{
-        "id": "fx-01", "question": ASK_EXAMPLE["question"], "tags": ["paraphrase"], "answerable": True,
-        "retrieved": [{"chunk_id": "guides/lifecycle.md#0", "doc_id": "guides/lifecycle.md", "text": "...", "score": 3.2,
-                       "evidence": [0]}], "context": ["guides/lifecycle.md#0"], "answer": "After 90 days.",
-        "citations": ["guides/lifecycle.md#0"], "abstained": False, "latency_ms": {"total": 2.1},
-        "scores": {"evidence_recall@5": 1.0}, "failure": "ok", "error": None, "expected": GOLDEN_EXAMPLE}]})
-    summary: RunSummary
-    samples: list[dict] = Field(description="samples.jsonl lines; each hit gains `evidence`, each line `expected`")
-
-
-class DeltaOut(BaseModel):
-    model_config = examples({"metric": "fact_recall", "n": 30, "a": 0.41, "b": 0.55, "delta": 0.14, "low": 0.03, "high": 0.26})
-    metric: str
-    n: int
-    a: float
-    b: float
-    delta: float
-    low: float
-    high: float
-
-
-class FlipOut(BaseModel):
-    model_config = examples({"id": "fx-03", "question": "How many lifecycle rules can one bucket have?",
-                             "before": "retrieval_miss", "after": "ok"})
-    id: str
-    question: str
-    before: str
-    after: str
-
-
-class CompareOut(BaseModel):
-    model_config = examples({"a": "20261122T161530-3fa9c1e", "b": "20261122T163002-3fa9c1e",
-                             "deltas": [DeltaOut.model_config["json_schema_extra"]["examples"][0]],
-                             "flips": [FlipOut.model_config["json_schema_extra"]["examples"][0]]})
-    a: str
-    b: str
-    deltas: list[DeltaOut]
-    flips: list[FlipOut]
-
-
-class Health(BaseModel):
-    model_config = examples({"status": "ok", "pipeline": "exercise", "docs": 270, "golden": 60, "chunks": 1480,
-                             "peak_rss_mb": 212.4, "uptime_s": 35.2, "token_required": False, "config": {"retriever": "bm25"}})
-    status: str
-    pipeline: str
-    docs: int
-    golden: int
-    chunks: Optional[int]
-    peak_rss_mb: float
-    uptime_s: float
-    token_required: bool
-    config: dict
-
-
-class ErrorOut(BaseModel):
-    model_config = examples({"detail": "k=80 is out of range; send an integer from 1 to 50 (e.g. \"k\": 10), or leave k out"})
-    detail: str
-
-
-ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in
-          ((401, "missing or wrong token"), (404, "unknown id"), (422, "a request to fix; the detail says how"),
-           (500, "the pipeline raised; the detail carries its error"))}
-
-
-def explain(error: dict, example: dict) -> str:
-    """One validation error as a sentence that says what to send instead."""
-    field = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-    kind, value = error.get("type", ""), error.get("input")
-    if kind == "json_invalid":
-        return f"the request body is not valid JSON; send e.g. {json.dumps(example)}"
-    if kind == "missing":
-        return f"{field} is missing; send a JSON object such as {json.dumps(example)}"
-    if field == "k":
-        return f"k={value!r} is out of range; send an integer from {K_MIN} to {K_MAX} (e.g. \"k\": 10), or leave k out"
-    if kind == "string_too_long":
-        return f"{field} is {len(value):,} characters; the limit is {MAX_QUESTION_CHARS:,}, so shorten it"
-    if kind == "value_error":
-        return str(error.get("ctx", {}).get("error", error.get("msg")))
-    return f"{field}: {error.get('msg')}; send e.g. {json.dumps(example)}"
 
 
 # --- start-up checks ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from exercise.contracts import Document
-from harness.corpus import CANARIES_FILE, CANARY_PATTERN, CorpusError, corpus_files, doc_id_of, load_document, read_canaries
+from harness.corpus import CANARIES_FILE, CANARY_PATTERN, CorpusError, corpus_files, load_document, read_canaries
 from harness.golden import GoldenError, GoldenQuestion, parse_line
 from harness.text import normalize_for_match, normalize_whitespace
 

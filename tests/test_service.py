@@ -10,7 +10,6 @@ import json
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient

@@ -19,11 +19,11 @@ import numpy as np
 
 from exercise.config import Config
 from exercise.contracts import Answer, Chunk, Document, Hit
-from exercise.embedding import EmbeddingCache, Embedder, TextEncoder
+from exercise.embedding import EmbeddingCache, TextEncoder
 
 from .chunking import StructureChunker
 from .generation import ExtractiveGenerator, Unit, UnitScorer, units_of
-from .retrieval import BM25Retriever, DenseRetriever, HybridRetriever, make_retriever, tokenize
+from .retrieval import HybridRetriever, make_retriever, tokenize
 
 HARNESS_DEPTH = 20  # the harness scores the top 20 retrieved hits
 RERANK_DEPTH = 20  # fused hits that the sentence-level rerank reorders
