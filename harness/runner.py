@@ -208,6 +208,7 @@ def point_latest(directory: Path) -> None:
 def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config | None = None,
               pipeline: str = "exercise", timeout_s: float = DEFAULT_TIMEOUT_S, resume: Path | str | None = None) -> Run:
     """Load everything, build the pipeline, and open the run folder (new, or an existing one to resume)."""
+    git = git_state()
     if resume is not None:
         directory = Path(resume)
         spec_path = directory / "spec.json"
@@ -217,7 +218,6 @@ def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config 
         config = Config(**spec.config)
     else:
         config = config or Config()
-        git = git_state()
         directory = runs_dir() / new_run_id(git["commit"])
         while directory.exists():  # two runs in the same second
             directory = directory.with_name(directory.name + "b")
@@ -239,7 +239,6 @@ def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config 
     done = {s["id"] for s in read_samples(directory / "samples.jsonl")}
     if resume is not None:
         _truncate_torn_line(directory / "samples.jsonl")
-    git = git_state()
     meta = {
         "run_id": spec.run_id,
         "pipeline": spec.pipeline,
