@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 from exercise.contracts import Chunk
 from harness.golden import Evidence
-from harness.text import normalize_for_match, normalize_whitespace
+from harness.text import contains_fact, normalize_whitespace
 
 # Metric names: the only spelling of each metric anywhere in the project.
 RETRIEVAL_KS = (1, 5, 10)
@@ -174,15 +174,15 @@ def citation_valid(citations: Sequence[str], context: Sequence[str]) -> float:
 
 
 def fact_recall(answer_text: str, facts: Sequence[str]) -> float:
-    """fact_recall = |{facts f : normalize_for_match(f) is a substring of normalize_for_match(answer)}| / |facts|.
+    """fact_recall = |{facts f : contains_fact(answer, f)}| / |facts|.
 
-    normalize_for_match collapses whitespace, casefolds and drops thousands separators.
-    Empty facts raises ValueError.
+    contains_fact (harness/text.py) compares after collapsing whitespace, casefolding and dropping
+    thousands separators, and a fact must not be part of a longer word or number: "4" is not found in
+    "64 MiB". Empty facts raises ValueError.
     """
     if not facts:
         raise ValueError("fact_recall needs at least one fact; add facts to the golden question")
-    answer = normalize_for_match(answer_text)
-    return sum(normalize_for_match(fact) in answer for fact in facts) / len(facts)
+    return sum(contains_fact(answer_text, fact) for fact in facts) / len(facts)
 
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

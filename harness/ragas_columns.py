@@ -4,8 +4,9 @@ Where they coincide (tests/test_ragas_oracle.py checks each to 1e-9):
 - ragas_id_context_recall@k (IDBasedContextRecall; retrieved ids = the first k distinct doc ids of
   retrieved[:20], reference ids = the evidence doc ids) equals doc_recall@k on every answerable question.
 - ragas_string_presence (StringPresence per fact, averaged over the facts) equals fact_recall when
-  normalize_for_match changes neither the facts nor the answer; StringPresence is a raw substring test,
-  so different case, whitespace runs or thousands separators ("10,000") make it lower.
+  normalize_for_match changes neither the facts nor the answer and no fact is found only inside a
+  longer word or number. StringPresence is a raw substring test: different case, whitespace runs or
+  thousands separators ("10,000") make it lower, and a fact "4" inside "64 MiB" makes it higher.
 - ragas_rouge1 (RougeScore rouge1 F-measure) equals answer_f1 when both texts are lowercase ASCII words
   and digits with no punctuation and no a/an/the, the Porter stemmer merges no two of their distinct
   words, and neither is empty. Otherwise they differ: ROUGE keeps articles, splits on punctuation

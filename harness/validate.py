@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from exercise.contracts import Document
 from harness.corpus import CANARIES_FILE, CANARY_PATTERN, CorpusError, corpus_files, load_document, read_canaries
 from harness.golden import GoldenError, GoldenQuestion, parse_line
-from harness.text import normalize_for_match, normalize_whitespace
+from harness.text import contains_fact, normalize_whitespace
 
 QUOTE_MIN, QUOTE_MAX = 40, 300
 
@@ -134,9 +134,9 @@ def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str) -> l
         if quote not in normalize_whitespace(doc.text):
             problem(f"{field}.quote", f"value {ev.quote[:80]!r} is not in {ev.doc_id} (after collapsing "
                     "whitespace); copy it exactly from the document text as the loader produces it")
-        quotes.append(normalize_for_match(ev.quote))
+        quotes.append(ev.quote)
     for fact in q.facts:
-        if quotes and not any(normalize_for_match(fact) in quote for quote in quotes):
+        if quotes and not any(contains_fact(quote, fact) for quote in quotes):
             problem("facts", f"value {fact!r} does not occur in any evidence quote; facts must be stated by the evidence")
     return out
 

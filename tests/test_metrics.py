@@ -194,6 +194,13 @@ def test_fact_recall_normalizes_case_space_and_thousands_hand():
         m.fact_recall(answer, [])
 
 
+def test_fact_recall_never_finds_a_fact_inside_a_longer_word_or_number_hand():
+    answer = "Up to 64 MiB per part, 14 days of retention, shipped 2025-07-01; the limit is $399 (25%)."
+    # "4" continues "64", "4 days" continues "14 days", "5" ends "2025": none found. "$399" starts with "$"
+    # and "25%" ends with "%", so only their digit ends are checked: both found. "64 mib" found.
+    assert m.fact_recall(answer, ["4", "4 days", "5", "$399", "25%", "64 mib"]) == pytest.approx(3 / 6)
+
+
 def test_answer_f1_squad_tokens_hand():
     # pred tokens [cat, sat, on, mat], gold [cat, sat]: overlap 2, P = 2/4, R = 2/2, F1 = 2*.5*1/1.5 = 2/3
     assert m.answer_f1("The cat sat on the mat.", "a cat sat") == pytest.approx(2 / 3)

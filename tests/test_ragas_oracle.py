@@ -100,6 +100,14 @@ def test_string_presence_differs_from_fact_recall_on_case_and_separators():
     assert ragas_scores(run_sample("g", ["a"], answer), gold)["ragas_string_presence"] == 0.0  # raw substring
 
 
+def test_string_presence_differs_from_fact_recall_on_a_fact_inside_a_longer_number():
+    answer = "Use parts of 64 MiB; the change shipped on 2025-07-01."
+    facts = ("4", "5")
+    gold = golden("g", ["a"], facts=facts)
+    assert m.fact_recall(answer, facts) == 0.0  # "4" only continues "64", "5" only ends "2025"
+    assert ragas_scores(run_sample("g", ["a"], answer), gold)["ragas_string_presence"] == 1.0  # raw substring
+
+
 def test_rouge1_equals_answer_f1_on_plain_lowercase_words():
     # lowercase ASCII words and digits, no punctuation or articles, no two words sharing a Porter stem
     pairs = [("max object size 5 gb", "object size limit 5 gb"), ("retention 30 days", "30 days"),
