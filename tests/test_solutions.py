@@ -24,7 +24,8 @@ from exercise.contracts import Answer, Chunk, Document, Generation
 from grader.solutions import pipeline as solution_pipeline
 from grader.solutions import retrieval as solution_retrieval
 from grader.solutions.chunking import StructureChunker, heading_prefix, parse_blocks
-from grader.solutions.generation import ExtractiveGenerator, Unit, UnitScorer, is_instruction, units_of
+from grader.solutions.generation import (ExtractiveGenerator, Unit, UnitScorer, answer_types, is_instruction,
+                                        states_answer, units_of)
 from grader.solutions.retrieval import BM25Retriever, HybridRetriever, SparseBM25, tokenize
 
 CANARY = re.compile(r"KC-CANARY-[A-Z0-9]{6}")
@@ -328,6 +329,33 @@ def test_units_are_sentences_list_items_and_table_rows_with_their_header() -> No
     assert "Repainting takes five working days." in texts
     steps = [u.text for c in StructureChunker(2000).chunk(DOCS[4]) for u in units_of(c)]
     assert "Wait 30 seconds, then check the status light." in steps  # a wrapped list item is one unit
+
+
+@pytest.mark.task(4)
+@pytest.mark.parametrize("question, expected", [
+    ("How long is the deduplication window?", {"duration"}),
+    ("Since when have ordered queues been available in Porto?", {"date"}),
+    ("Roughly how often do duplicates happen?", {"ratio", "duration"}),
+    ("What's the max length of a deduplication_id?", {"size", "number"}),
+    ("Why does the receive call come back empty even when messages wait?", set()),
+])
+def test_answer_types_read_what_kind_of_value_the_question_wants(question: str, expected: set[str]) -> None:
+    assert answer_types(question) == expected
+
+
+@pytest.mark.task(4)
+@pytest.mark.parametrize("text, question, expected", [
+    ("Restores complete after 2 seconds.", "How long do restores take in the emulator?", 1.0),
+    ("Repainting takes five working days.", "How long does repainting take?", 1.0),
+    ("Duplicates ran at about 1 in 40,000 deliveries.", "How often are messages duplicated?", 1.0),
+    ("Key: shutdown_grace_s; Default: 25", "Default value of shutdown_grace_s?", 0.5),  # a count, untyped
+    ("Added in 2025, see the guide.", "How long is the window?", 0.25),  # a number, not a duration
+    ("Restores take hours, not seconds.", "How long do restores take?", 0.0),  # no value at all
+    ("The limit is 300 seconds.", "Is 300 seconds the limit?", 0.0),  # the question's own value is not news
+    ("Restores complete after 2 seconds.", "Why do restores fail?", 0.0),  # no value asked for
+])
+def test_states_answer_scores_a_new_value_of_the_asked_kind(text: str, question: str, expected: float) -> None:
+    assert states_answer(text, question) == expected
 
 
 @pytest.mark.task(4)

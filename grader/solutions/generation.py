@@ -29,13 +29,60 @@ _TABLE_RULE = re.compile(r"\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?")
 _QUOTE_MARK = re.compile(r"^\s*>\s?", re.M)
 _QUOTED_BREAK = re.compile(r"\n\s*>\s*\n")  # an empty "> " line between two quoted paragraphs
 
-# A question that wants an amount, a limit, a time or a version ("how long…", "what's the maximum…").
-_WANTS_QUANTITY = re.compile(
-    r"\b(how (many|much|long|big|large|fast|quickly|often|soon|far|old)|max(imum)?|min(imum)?|limit|default|"
-    r"largest|smallest|longest|shortest|when|until|what time|what hour|which version|price|cost|rate)\b", re.I)
-# A quantity: a number that is not part of an identifier (so not the 4031 of KOS-4031 or the 22 of node22).
-_QUANTITY = re.compile(r"(?<![\w.\-/])(\d[\d,]*(\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|"
-                       r"fifteen|twenty|thirty|sixty|hundred|once|twice)(?![\w\-/]*[a-z]\d)", re.I)
+# task 4: the kind of value a question asks for, as (type, cue in the question, how such a value is written).
+#   "how long…" wants "10 minutes", "since when…" wants "2020-09-29", "how often…" wants "1 in 40,000".
+_NUMBER = r"(?<![\w.\-/])\d[\d,]*(?:\.\d+)?"
+_NUMERAL = rf"(?:{_NUMBER}|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|sixty|hundred|thousand)\b)"
+ANSWER_TYPES = (
+    ("ratio", r"how often|how frequent|frequency|\brate\b|per second|throughput",
+     rf"{_NUMBER}\s+(?:in|out of)\s+{_NUMBER}|\bper (?:second|minute|hour|day|week|month)\b|/s\b"),
+    ("duration", r"how (?:long|soon|quickly|far back|far behind|old)|how much time|time-?out|duration|period|window|"
+                 r"retention|retain|delay|backoff|wait time|\blag\b|\bttl\b|expir|\bage\b|interval|how often",
+     rf"{_NUMERAL}[\s-]?(?:(?:working|business|calendar) )?(?:ms|milliseconds?|s|secs?|seconds?|min|mins|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?)\b"),
+    ("size", r"\bsize|how (?:big|large)|bytes|length|memory|payload",
+     rf"{_NUMERAL}\s?(?:B|bytes?|KB|KiB|MB|MiB|GB|GiB|TB|TiB|PB|PiB|characters?|chars)\b"),
+    ("date", r"(?<!even )\bwhen\b|\bsince\b|what date|which (?:date|day)|deadline|end of life|sunset|retire|deprecat",
+     r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{4}\b"),
+    ("clock", r"what time|what hour|which hour|\butc\b", r"\b\d{1,2}:\d{2}\b"),
+    ("money", r"price|cost|\bfee\b|charged|billed|how much .{0,40}(?:pay|charge|bill)", rf"[$€£]\s?{_NUMBER}|{_NUMBER}\s?(?:USD|EUR|cents?)\b"),
+    ("percent", r"percent|availability|uptime|\bsla\b|credit", rf"{_NUMBER}\s?%"),
+    ("version", r"\bversion\b", r"\bv?\d+\.\d+(?:\.\d+)?\b"),
+    ("code", r"which (?:error |change |status )?(?:code|ticket|id\b)|what (?:error )?code", r"\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b"),
+    ("name", r"\bwho\b|which (?:company|vendor|provider|firm|partner|law|country|city|team)|what company",
+     r"(?<=[a-z0-9,;:)] )[A-Z][A-Za-z]+(?: (?:[A-Z][A-Za-z.]+|of|and))*"),
+    ("number", r"how (?:many|much|fast)|number of|\blimit|\bmax(?:imum)?\b|\bmin(?:imum)?\b|quota|at (?:most|least)|up to|"
+               r"largest|smallest|longest|shortest|highest|lowest|default|count", _NUMERAL),
+)
+_ANSWER_TYPES = tuple((name, re.compile(cue, re.I), re.compile(value, re.I)) for name, cue, value in ANSWER_TYPES)
+_ANY_NUMBER = re.compile(_NUMERAL, re.I)
+
+
+def answer_types(question: str) -> frozenset[str]:
+    """The kinds of value the question asks for: "How long is the window?" -> {"duration"}; "Why?" -> {}."""
+    return frozenset(name for name, cue, _ in _ANSWER_TYPES if cue.search(question))
+
+
+def states_answer(text: str, question: str) -> float:
+    """How clearly the text states a value of the kind the question asks for, and not one the question gave.
+
+    1.0 for a value of an asked type ("30 days" for "how long"), 0.5 for a bare number where a count or
+    limit is asked, 0.25 for some other number, 0.0 when the text states no new value or the question
+    asks for none. "Versions are limited per key" states nothing; "at most 2,500 versions" does.
+    """
+    wanted = answer_types(question)
+    if not wanted:
+        return 0.0
+    given = {m.group(0).lower() for _, _, value in _ANSWER_TYPES for m in value.finditer(question)}
+
+    def states(pattern: re.Pattern) -> bool:
+        return any(m.group(0).lower() not in given for m in pattern.finditer(text))
+
+    if any(states(value) for name, _, value in _ANSWER_TYPES if name in wanted and name != "number"):
+        return 1.0
+    if states(_ANY_NUMBER):
+        return 0.5 if "number" in wanted else 0.25
+    return 0.0
+
 
 # task 6: instructions aimed at a model, in the words such attacks use. The whole paragraph (or list
 #   item, table row, log line) goes, because the payload ("tell them refunds are unlimited") sits in the
@@ -65,6 +112,11 @@ class Unit:
     text: str  # shown in the answer
     frame: str  # heading path and table header: scored as context, never shown
     chunk_id: str
+
+    @property
+    def framed(self) -> str:
+        """What the unit is embedded as: "Storage classes infrequent: Same latency as `standard`, …"."""
+        return f"{self.frame.strip()}: {self.text}"
 
 
 def _cells(row: str) -> list[str]:
@@ -116,18 +168,21 @@ def _terms(text: str) -> frozenset[str]:
 
 
 class UnitScorer:
-    """support(question, units) = cosine + 0.25 * word share + 0.3 * [unit states a new quantity the question wants].
+    """support(question, units) = cosine + 0.25 * word share + value_weight * states_answer(unit, question).
 
-    word share = sum of idf(t) over the question's terms t in the unit (terms only in its headings or
-    table header count half), divided by the sum over all the question's terms. The weights are round
-    numbers chosen on the dev set; cosine does most of the work, the word share rescues identifiers and
-    table rows, the quantity term prefers "up to 2,500 versions" to "versions are limited" when the
-    question asks "how many".
+    cosine is the question's against the unit read with its frame (Unit.framed), so "Restores complete
+    after 2 seconds" is scored as a line of the emulator guide. word share = sum of idf(t) over the
+    question's terms t in the unit (terms only in its headings or table header count half), divided by
+    the sum over all the question's terms. The weights are round numbers chosen on the dev set; cosine
+    does most of the work, the word share rescues identifiers and table rows, and states_answer prefers
+    "at most 2,500 versions" to "versions are limited" when the question asks "what limit".
     """
 
-    def __init__(self, idf: Callable[[str], float], similarity: Callable[[str, Sequence[Unit]], np.ndarray]):
+    def __init__(self, idf: Callable[[str], float], similarity: Callable[[str, Sequence[Unit]], np.ndarray],
+                 value_weight: float = 0.4):
         self.idf = idf  # term -> inverse document frequency over the indexed chunks
-        self.similarity = similarity  # (question, units) -> cosine of the question with each unit
+        self.similarity = similarity  # (question, units) -> cosine of the question with each framed unit
+        self.value_weight = value_weight
 
     def support(self, question: str, units: Sequence[Unit]) -> np.ndarray:
         if not units:
@@ -135,11 +190,8 @@ class UnitScorer:
         weights = {t: self.idf(t) for t in _terms(question)}
         total = sum(weights.values()) or 1.0
         share = np.array([self.word_share(weights, unit) for unit in units]) / total
-        asked = {m.group(0).lower() for m in _QUANTITY.finditer(question)}
-        quantity = np.zeros(len(units))
-        if _WANTS_QUANTITY.search(question):
-            quantity = np.array([any(m.group(0).lower() not in asked for m in _QUANTITY.finditer(u.text)) for u in units], float)
-        return self.similarity(question, units) + 0.25 * share + 0.3 * quantity
+        value = np.array([states_answer(unit.text, question) for unit in units])
+        return self.similarity(question, units) + 0.25 * share + self.value_weight * value
 
     @staticmethod
     def word_share(weights: dict[str, float], unit: Unit) -> float:
@@ -148,48 +200,62 @@ class UnitScorer:
         return sum(weights[t] for t in own) + 0.5 * sum(weights[t] for t in framed)
 
 
+# task 4: a question with two asks ("What is it and what's the ceiling there?") is answered ask by ask.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_AND_ASK = re.compile(r",?\s+and\s+(?=(?:what|what's|which|how|when|where|until when|is|are|do|does|can|will)\b)", re.I)
+
+
+def asks_of(question: str) -> list[str]:
+    """One question per ask, each led by the statements that set the scene; a single ask comes back whole.
+
+    "We hit KOS-4296. What is it and what's the limit?" -> ["We hit KOS-4296. What is it",
+    "We hit KOS-4296. what's the limit?"]; "How long is the window?" -> ["How long is the window?"].
+    """
+    sentences = _SENTENCE.split(question.strip())
+    scene = " ".join(s for s in sentences if not s.endswith("?"))
+    asks = [part for s in sentences if s.endswith("?") for part in _AND_ASK.split(s)]
+    if len(asks) < 2:
+        return [question]
+    return [f"{scene} {ask}".strip() for ask in asks]
+
+
 class ExtractiveGenerator:
     """Answers with the best-supported unit and its runner-up from the same chunk, cites that chunk, or abstains.
 
-    A unit from another chunk joins the answer only when it covers at least `min_gain` of the question's
-    IDF weight that the chosen units miss: the second half of a multi-hop question.
+    A question with several asks (asks_of) gets the best unit for each ask, so the answer to a two-part
+    question may cite two chunks.
     """
 
     def __init__(self, scorer: UnitScorer, answer_sentences: int = 2, abstain_threshold: float = 0.45,
-                 min_gain: float = 0.4, rank_weight: float = 0.3):
+                 rank_weight: float = 0.3):
         if answer_sentences < 1:
             raise ValueError(f"answer_sentences must be at least 1, got {answer_sentences}; "
                              "example: --config answer_sentences=2")
         self.scorer = scorer
         self.answer_sentences = answer_sentences
         self.abstain_threshold = abstain_threshold
-        self.min_gain = min_gain  # share of the question's IDF weight a unit from another chunk must add
         self.rank_weight = rank_weight  # prior for the context's order: rank_weight / (1 + rank)
 
     def generate(self, question: str, context: Sequence[Chunk]) -> Generation:
         units = [unit for chunk in context for unit in units_of(chunk)]
         if not units:
             return Generation(text="", abstained=True)
-        rank = {chunk.chunk_id: r for r, chunk in enumerate(context)}
         support = self.scorer.support(question, units)
-        # task 4: the context arrives best first; its order breaks near-ties between units.
-        order = np.argsort(-(support + np.array([self.rank_weight / (1 + rank[u.chunk_id]) for u in units])), kind="stable")
-        best = int(order[0])
         # task 5: abstain when no unit of the context supports the question well enough.
         if support.max() < self.abstain_threshold:
             return Generation(text="", abstained=True)
-        weights = {t: self.scorer.idf(t) for t in _terms(question)}
-        total = sum(weights.values()) or 1.0
-        chosen, seen = [best], _terms(units[best].text) & weights.keys()
-        for i in map(int, order[1:]):
-            if len(chosen) == self.answer_sentences:
+        # task 4: the context arrives best first; its order breaks near-ties between units.
+        rank = {chunk.chunk_id: r for r, chunk in enumerate(context)}
+        prior = np.array([self.rank_weight / (1 + rank[u.chunk_id]) for u in units])
+        asks = asks_of(question)
+        scores = [support + prior] if len(asks) == 1 else [self.scorer.support(ask, units) + prior for ask in asks]
+        chosen = list(dict.fromkeys(int(np.argmax(score)) for score in scores))  # the best unit for each ask
+        # task 4: runners-up come from the first answer's chunk, so they cost no extra citation.
+        for i in map(int, np.argsort(-(support + prior), kind="stable")):
+            if len(chosen) >= self.answer_sentences:
                 break
-            new = (_terms(units[i].text) & weights.keys()) - seen
-            # task 4: a runner-up from the same chunk costs no citation; one from another chunk must
-            #   cover question words the answer so far does not.
-            if units[i].chunk_id == units[best].chunk_id or sum(weights[t] for t in new) / total >= self.min_gain:
+            if i not in chosen and units[i].chunk_id == units[chosen[0]].chunk_id:
                 chosen.append(i)
-                seen |= new
         picked = [units[i] for i in sorted(chosen)]  # in reading order
         # task 6: a tripwire on the output, not the defence (that is dropping instruction-like text in
         #   units_of): it only guarantees a marker the detector missed is never repeated.

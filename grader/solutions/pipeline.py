@@ -81,7 +81,7 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> ReferencePi
 
 
 class UnitVectors:
-    """One embedding per distinct unit text in the corpus, computed at build time and cached like chunk vectors.
+    """One embedding per distinct framed unit (Unit.framed) in the corpus, computed at build time and cached.
 
     task 7: the rerank and the generator compare the question with every unit of 20 chunks (about 250
     units); looking their vectors up costs microseconds, encoding them would cost about half a second.
@@ -89,7 +89,7 @@ class UnitVectors:
 
     def __init__(self, chunks: Sequence[Chunk], encoder: TextEncoder, cache: EmbeddingCache,
                  encode_query: Callable[[str], np.ndarray]):
-        texts = sorted({unit.text for chunk in chunks for unit in units_of(chunk)})
+        texts = sorted({unit.framed for chunk in chunks for unit in units_of(chunk)})
         keyed = [Chunk(f"unit:{n}", "", text, 0, 0) for n, text in enumerate(texts)]
         vectors = cache.load_or_build(keyed, encoder) if keyed else np.zeros((0, 1), np.float32)
         self.rows = {text: vectors[n] for n, text in enumerate(texts)}
@@ -100,9 +100,9 @@ class UnitVectors:
         """Cosine of the question with each unit; a unit never seen at build time is encoded now."""
         if not units:
             return np.zeros(0)
-        missing = list(dict.fromkeys(u.text for u in units if u.text not in self.rows))
+        missing = list(dict.fromkeys(u.framed for u in units if u.framed not in self.rows))
         fresh = dict(zip(missing, self.encoder.encode(missing))) if missing else {}
-        matrix = np.stack([self.rows[u.text] if u.text in self.rows else fresh[u.text] for u in units])
+        matrix = np.stack([self.rows[u.framed] if u.framed in self.rows else fresh[u.framed] for u in units])
         return matrix @ self.encode_query(question)
 
 
