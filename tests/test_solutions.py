@@ -353,6 +353,10 @@ def test_answer_types_read_what_kind_of_value_the_question_wants(question: str, 
     ("Restores take hours, not seconds.", "How long do restores take?", 0.0),  # no value at all
     ("The limit is 300 seconds.", "Is 300 seconds the limit?", 0.0),  # the question's own value is not news
     ("Restores complete after 2 seconds.", "Why do restores fail?", 0.0),  # no value asked for
+    ("The test is run by Harrowgate Labs each year.", "Who runs your penetration test?", 1.0),
+    ("The test is run by an outside firm each year.", "Who runs the test?", 0.0),  # no name, no number
+    ("The fix shipped as CHG-20417.", "Which change ticket deployed the fix for INC-2025-0893?", 1.0),
+    ("See INC-2025-0893 for details.", "Which change ticket deployed the fix for INC-2025-0893?", 0.0),
 ])
 def test_states_answer_scores_a_new_value_of_the_asked_kind(text: str, question: str, expected: float) -> None:
     assert states_answer(text, question) == expected

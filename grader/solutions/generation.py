@@ -47,39 +47,43 @@ ANSWER_TYPES = (
     ("money", r"price|cost|\bfee\b|charged|billed|how much .{0,40}(?:pay|charge|bill)", rf"[$€£]\s?{_NUMBER}|{_NUMBER}\s?(?:USD|EUR|cents?)\b"),
     ("percent", r"percent|availability|uptime|\bsla\b|credit", rf"{_NUMBER}\s?%"),
     ("version", r"\bversion\b", r"\bv?\d+\.\d+(?:\.\d+)?\b"),
-    ("code", r"which (?:error |change |status )?(?:code|ticket|id\b)|what (?:error )?code", r"\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b"),
+    ("code", r"which (?:error |change |status )?(?:code|ticket|id\b)|what (?:error )?code", r"(?-i:\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b)"),  # case matters: KC-1014, not cross-region
     ("name", r"\bwho\b|which (?:company|vendor|provider|firm|partner|law|country|city|team)|what company",
-     r"(?<=[a-z0-9,;:)] )[A-Z][A-Za-z]+(?: (?:[A-Z][A-Za-z.]+|of|and))*"),
+     r"(?-i:(?<=[a-z0-9,;:)] )[A-Z][a-z]+(?: (?:of )?[A-Z][A-Za-z.]+)+)"),  # two or more capitalized words
     ("number", r"how (?:many|much|fast)|number of|\blimit|\bmax(?:imum)?\b|\bmin(?:imum)?\b|quota|at (?:most|least)|up to|"
                r"largest|smallest|longest|shortest|highest|lowest|default|count", _NUMERAL),
 )
 _ANSWER_TYPES = tuple((name, re.compile(cue, re.I), re.compile(value, re.I)) for name, cue, value in ANSWER_TYPES)
-_ANY_NUMBER = re.compile(_NUMERAL, re.I)
 
 
+@lru_cache(maxsize=1024)
 def answer_types(question: str) -> frozenset[str]:
     """The kinds of value the question asks for: "How long is the window?" -> {"duration"}; "Why?" -> {}."""
     return frozenset(name for name, cue, _ in _ANSWER_TYPES if cue.search(question))
 
 
+@lru_cache(maxsize=65536)
+def values_in(text: str) -> dict[str, frozenset[str]]:
+    """Every value the text states, by kind, lower-cased: "at most 2,500 keys for 30 days" ->
+    {"duration": {"30 days"}, "number": {"2,500", "30"}, "size": set(), …}."""
+    return {name: frozenset(m.group(0).lower() for m in value.finditer(text)) for name, _, value in _ANSWER_TYPES}
+
+
 def states_answer(text: str, question: str) -> float:
     """How clearly the text states a value of the kind the question asks for, and not one the question gave.
 
-    1.0 for a value of an asked type ("30 days" for "how long"), 0.5 for a bare number where a count or
+    1.0 for a value of an asked kind ("30 days" for "how long"), 0.5 for a bare number where a count or
     limit is asked, 0.25 for some other number, 0.0 when the text states no new value or the question
     asks for none. "Versions are limited per key" states nothing; "at most 2,500 versions" does.
     """
     wanted = answer_types(question)
     if not wanted:
         return 0.0
-    given = {m.group(0).lower() for _, _, value in _ANSWER_TYPES for m in value.finditer(question)}
-
-    def states(pattern: re.Pattern) -> bool:
-        return any(m.group(0).lower() not in given for m in pattern.finditer(text))
-
-    if any(states(value) for name, _, value in _ANSWER_TYPES if name in wanted and name != "number"):
+    given = frozenset().union(*values_in(question).values())
+    new = {name: values - given for name, values in values_in(text).items()}
+    if any(new[name] for name in wanted if name != "number"):
         return 1.0
-    if states(_ANY_NUMBER):
+    if new["number"]:
         return 0.5 if "number" in wanted else 0.25
     return 0.0
 
