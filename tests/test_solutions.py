@@ -338,6 +338,8 @@ def test_units_are_sentences_list_items_and_table_rows_with_their_header() -> No
     ("Roughly how often do duplicates happen?", {"ratio", "duration"}),
     ("What's the max length of a deduplication_id?", {"size", "number"}),
     ("Why does the receive call come back empty even when messages wait?", set()),
+    ("How many orgs were charged twice when the job reran?", {"number"}),  # a count, not a price or a date
+    ("How many days does a restore take?", {"duration"}),
 ])
 def test_answer_types_read_what_kind_of_value_the_question_wants(question: str, expected: set[str]) -> None:
     assert answer_types(question) == expected

@@ -44,7 +44,7 @@ ANSWER_TYPES = (
     ("date", r"(?<!even )\bwhen\b|\bsince\b|what date|which (?:date|day)|deadline|end of life|sunset|retire|deprecat",
      r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{4}\b"),
     ("clock", r"what time|what hour|which hour|\butc\b", r"\b\d{1,2}:\d{2}\b"),
-    ("money", r"price|cost|\bfee\b|charged|billed|how much .{0,40}(?:pay|charge|bill)", rf"[$€£]\s?{_NUMBER}|{_NUMBER}\s?(?:USD|EUR|cents?)\b"),
+    ("money", r"price|cost|\bfee\b|how much .{0,40}(?:pay|charge|bill)", rf"[$€£]\s?{_NUMBER}|{_NUMBER}\s?(?:USD|EUR|cents?)\b"),
     ("percent", r"percent|availability|uptime|\bsla\b|credit", rf"{_NUMBER}\s?%"),
     ("version", r"\bversion\b", r"\bv?\d+\.\d+(?:\.\d+)?\b"),
     ("code", r"which (?:error |change |status )?(?:code|ticket|id\b)|what (?:error )?code", r"(?-i:\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b)"),  # case matters: KC-1014, not cross-region
@@ -56,9 +56,20 @@ ANSWER_TYPES = (
 _ANSWER_TYPES = tuple((name, re.compile(cue, re.I), re.compile(value, re.I)) for name, cue, value in ANSWER_TYPES)
 
 
+_HOW_MANY = re.compile(r"\bhow many (\w+)", re.I)
+_TIME_UNIT = re.compile(r"(?:second|minute|hour|day|week|month|year)s?", re.I)
+
+
 @lru_cache(maxsize=1024)
 def answer_types(question: str) -> frozenset[str]:
-    """The kinds of value the question asks for: "How long is the window?" -> {"duration"}; "Why?" -> {}."""
+    """The kinds of value the question asks for: "How long is the window?" -> {"duration"}; "Why?" -> {}.
+
+    "How many X" asks for a count of X whatever else the question mentions ("how many orgs were charged
+    when…" wants a number, not a price or a date), or for a duration when X is a unit of time.
+    """
+    how_many = _HOW_MANY.search(question)
+    if how_many:
+        return frozenset({"duration" if _TIME_UNIT.fullmatch(how_many.group(1)) else "number"})
     return frozenset(name for name, cue, _ in _ANSWER_TYPES if cue.search(question))
 
 
