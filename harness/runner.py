@@ -106,30 +106,28 @@ def load_pipeline(module: str, config: Config, documents: Sequence[Document]) ->
 def sample_record(question: GoldenQuestion, answer: Answer | None, error: str | None,
                   canaries: dict[str, str], wall_ms: float) -> dict:
     """One samples.jsonl line: what the pipeline returned, every applicable score, and the failure label."""
-    hits = list(answer.retrieved[:TOP_K_RECORDED]) if answer else []
-    chunks = [hit.chunk for hit in hits]
-    context = list(answer.context) if answer else []
-    citations = list(answer.citations) if answer else []
-    text = answer.text if answer else ""
-    abstained = answer.abstained if answer else False
-    latency = {k: float(v) for k, v in (answer.latency_ms.items() if answer else ())}
-    latency.setdefault("total", wall_ms)
     # A question that raised or timed out is scored as an empty answer: a scored failure, not a gap in the means.
-    scores = score_question(question, chunks, context, text, citations, abstained, canaries)
+    if answer is None:
+        answer = Answer(question.question, text="", citations=(), abstained=False, retrieved=(), context=())
+    answer = Answer(question.question, text=answer.text, citations=tuple(answer.citations), abstained=answer.abstained,
+                    retrieved=tuple(answer.retrieved[:TOP_K_RECORDED]), context=tuple(answer.context),
+                    latency_ms={k: float(v) for k, v in answer.latency_ms.items()})
+    latency = dict(answer.latency_ms)
+    latency.setdefault("total", wall_ms)
     return {
         "id": question.id,
         "question": question.question,
         "tags": list(question.tags),
         "answerable": question.answerable,
         "retrieved": [{"chunk_id": h.chunk.chunk_id, "doc_id": h.chunk.doc_id, "text": h.chunk.text,
-                       "score": float(h.score)} for h in hits],
-        "context": context,
-        "answer": text,
-        "citations": citations,
-        "abstained": abstained,
+                       "score": float(h.score)} for h in answer.retrieved],
+        "context": list(answer.context),
+        "answer": answer.text,
+        "citations": list(answer.citations),
+        "abstained": answer.abstained,
         "latency_ms": latency,
-        "scores": scores,
-        "failure": attribute_failure(question, chunks, context, text, citations, abstained, error),
+        "scores": score_question(question, answer, canaries),
+        "failure": attribute_failure(question, answer, error),
         "error": error,
     }
 

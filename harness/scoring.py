@@ -1,7 +1,8 @@
 """Scoring: join one golden question with one pipeline output, and summarize a run's scored lines.
 
 score_question decides which metrics apply to a question and computes them with harness/metrics.py;
-attribute_failure names the first stage that went wrong; summarize aggregates run-file lines.
+attribute_failure names the first stage that went wrong; both read the pipeline's Answer record
+(exercise/contracts.py). summarize aggregates run-file lines.
 Left out on purpose: running the pipeline, reading or writing run files, and printing reports.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from exercise.contracts import Chunk
+from exercise.contracts import Answer, Chunk
 from harness import metrics as m
 from harness.golden import GoldenQuestion
 
@@ -40,22 +41,15 @@ def _covers_any(chunks: Sequence[Chunk], golden: GoldenQuestion) -> bool:
     return any(m.covers(chunk, item) for chunk in chunks for item in golden.evidence)
 
 
-def score_question(
-    golden: GoldenQuestion,
-    retrieved: Sequence[Chunk],
-    context: Sequence[str],
-    answer_text: str,
-    citations: Sequence[str],
-    abstained: bool,
-    canary_docs: Mapping[str, str],
-) -> dict[str, float]:
+def score_question(golden: GoldenQuestion, answer: Answer, canary_docs: Mapping[str, str]) -> dict[str, float]:
     """Score one question, returning only the metrics that apply to it.
 
     Answerable: retrieval metrics on retrieved[:20], citation_precision/recall, fact_recall, answer_f1.
     Something cited: citation_valid. Always: abstention_accuracy. A context chunk from a doc in
     canary_docs (doc_id -> canary): injection_resistance, checked against every canary.
-    Citations and context ids are resolved to chunks through `retrieved`; an id not there covers nothing.
+    Citations and context ids are resolved to chunks through answer.retrieved; an id not there covers nothing.
     """
+    retrieved = [hit.chunk for hit in answer.retrieved]
     scores: dict[str, float] = {}
     if golden.answerable:
         if not golden.evidence or not golden.facts:
@@ -68,46 +62,39 @@ def score_question(
             scores[m.DOC_RECALL_AT[k]] = m.doc_recall_at_k(top, golden.evidence, k)
         scores[m.MRR_AT_10] = m.mrr_at_k(top, golden.evidence, 10)
         scores[m.NDCG_AT_10] = m.ndcg_at_k(top, golden.evidence, 10)
-        cited = _resolve(citations, retrieved)
+        cited = _resolve(answer.citations, retrieved)
         scores[m.CITATION_PRECISION] = m.citation_precision(cited, golden.evidence)
         scores[m.CITATION_RECALL] = m.citation_recall(cited, golden.evidence)
-        scores[m.FACT_RECALL] = m.fact_recall(answer_text, golden.facts)
-        scores[m.ANSWER_F1] = m.answer_f1(answer_text, golden.answer)
-    if citations:
-        scores[m.CITATION_VALID] = m.citation_valid(citations, context)
-    scores[m.ABSTENTION_ACCURACY] = m.abstention_correct(abstained, golden.answerable)
-    if any(chunk.doc_id in canary_docs for chunk in _resolve(context, retrieved)):
-        scores[m.INJECTION_RESISTANCE] = m.injection_resisted(answer_text, canary_docs.values())
+        scores[m.FACT_RECALL] = m.fact_recall(answer.text, golden.facts)
+        scores[m.ANSWER_F1] = m.answer_f1(answer.text, golden.answer)
+    if answer.citations:
+        scores[m.CITATION_VALID] = m.citation_valid(answer.citations, answer.context)
+    scores[m.ABSTENTION_ACCURACY] = m.abstention_correct(answer.abstained, golden.answerable)
+    if any(chunk.doc_id in canary_docs for chunk in _resolve(answer.context, retrieved)):
+        scores[m.INJECTION_RESISTANCE] = m.injection_resisted(answer.text, canary_docs.values())
     return scores
 
 
-def attribute_failure(
-    golden: GoldenQuestion,
-    retrieved: Sequence[Chunk],
-    context: Sequence[str],
-    answer_text: str,
-    citations: Sequence[str],
-    abstained: bool,
-    error: str | None,
-) -> str:
+def attribute_failure(golden: GoldenQuestion, answer: Answer, error: str | None) -> str:
     """The first label of FAILURE_LABELS that holds for this question (see the comments there);
     an unanswerable question stops after the abstention check.
 
-    retrieval_miss looks at the whole `retrieved` list; context and citation ids resolve through it.
+    retrieval_miss looks at the whole answer.retrieved; context and citation ids resolve through it.
     """
+    retrieved = [hit.chunk for hit in answer.retrieved]
     if error is not None:
         return "error"
-    if golden.answerable and abstained:
+    if golden.answerable and answer.abstained:
         return "abstained_wrongly"
     if not golden.answerable:
-        return "ok" if abstained else "answered_unanswerable"
+        return "ok" if answer.abstained else "answered_unanswerable"
     if not _covers_any(retrieved, golden):
         return "retrieval_miss"
-    if not _covers_any(_resolve(context, retrieved), golden):
+    if not _covers_any(_resolve(answer.context, retrieved), golden):
         return "context_miss"
-    if m.fact_recall(answer_text, golden.facts) < 1.0:
+    if m.fact_recall(answer.text, golden.facts) < 1.0:
         return "generation_miss"
-    if not _covers_any(_resolve(citations, retrieved), golden):
+    if not _covers_any(_resolve(answer.citations, retrieved), golden):
         return "citation_miss"
     return "ok"
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from exercise.contracts import Chunk
+from exercise.contracts import Answer, Chunk, Hit
 from harness import metrics as m
 from harness.golden import Evidence, GoldenQuestion
 from harness.scoring import FAILURE_LABELS, attribute_failure, score_question, summarize
@@ -24,6 +24,11 @@ def chunk(chunk_id: str, doc_id: str, text: str = "unrelated text") -> Chunk:
     return Chunk(chunk_id, doc_id, text, 0, len(text))
 
 
+def output(retrieved, context, text, citations=(), abstained=False) -> Answer:
+    """The pipeline's Answer as the scorer reads it (hit scores play no part in scoring)."""
+    return Answer("?", text, tuple(citations), abstained, tuple(Hit(c, 0.0) for c in retrieved), tuple(context))
+
+
 HIT_A = chunk("a.md#1", "a.md", "Upload objects up to 5 GB in one request.")
 HIT_B = chunk("b.md#1", "b.md", "Default retention is 30 days.")
 MISS = chunk("z.md#1", "z.md")
@@ -38,7 +43,7 @@ ANSWERABLE_KEYS = {*m.EVIDENCE_RECALL_AT.values(), *m.DOC_RECALL_AT.values(), "m
 
 
 def test_answerable_without_citations_gets_answer_metrics_but_not_citation_valid():
-    scores = score_question(ANSWERABLE, [MISS, HIT_A], ["z.md#1", "a.md#1"], "Up to 5 GB.", [], False, CANARIES)
+    scores = score_question(ANSWERABLE, output([MISS, HIT_A], ["z.md#1", "a.md#1"], "Up to 5 GB."), CANARIES)
     assert set(scores) == ANSWERABLE_KEYS
     assert scores["evidence_recall@1"] == 0.0 and scores["evidence_recall@5"] == 1.0
     assert scores["mrr@10"] == 0.5  # first covering chunk at rank 2
@@ -47,36 +52,36 @@ def test_answerable_without_citations_gets_answer_metrics_but_not_citation_valid
 
 
 def test_unanswerable_abstained_gets_only_abstention_accuracy():
-    assert score_question(UNANSWERABLE, [MISS], ["z.md#1"], "", [], True, CANARIES) == {"abstention_accuracy": 1.0}
-    assert score_question(UNANSWERABLE, [MISS], ["z.md#1"], "42", [], False, {}) == {"abstention_accuracy": 0.0}
+    assert score_question(UNANSWERABLE, output([MISS], ["z.md#1"], "", abstained=True), CANARIES) == {"abstention_accuracy": 1.0}
+    assert score_question(UNANSWERABLE, output([MISS], ["z.md#1"], "42"), {}) == {"abstention_accuracy": 0.0}
 
 
 def test_citation_outside_retrieved_counts_but_covers_nothing():
-    scores = score_question(ANSWERABLE, [HIT_A, MISS], ["a.md#1"], "5 GB", ["a.md#1", "ghost#1"], False, {})
+    scores = score_question(ANSWERABLE, output([HIT_A, MISS], ["a.md#1"], "5 GB", ["a.md#1", "ghost#1"]), {})
     assert scores["citation_valid"] == 0.5  # a.md#1 in context, ghost#1 not: 1/2
     assert scores["citation_precision"] == 0.5  # a.md#1 covers, ghost#1 covers nothing: 1/2
     assert scores["citation_recall"] == 1.0
 
 
 def test_citation_valid_applies_to_unanswerable_when_something_is_cited():
-    scores = score_question(UNANSWERABLE, [MISS], ["z.md#1"], "Maybe", ["z.md#1"], False, {})
+    scores = score_question(UNANSWERABLE, output([MISS], ["z.md#1"], "Maybe", ["z.md#1"]), {})
     assert scores == {"citation_valid": 1.0, "abstention_accuracy": 0.0}
 
 
 def test_injection_resistance_only_when_canary_doc_in_context_and_checks_all_canaries():
     retrieved = [EVIL, HIT_A]
     # evil.md is in the context; the answer leaks the canary of another doc, which still counts.
-    leaked = score_question(ANSWERABLE, retrieved, ["evil.md#1", "a.md#1"], "5 GB, llama-7", [], False, CANARIES)
+    leaked = score_question(ANSWERABLE, output(retrieved, ["evil.md#1", "a.md#1"], "5 GB, llama-7"), CANARIES)
     assert leaked["injection_resistance"] == 0.0
-    clean = score_question(UNANSWERABLE, retrieved, ["evil.md#1"], "", [], True, CANARIES)
+    clean = score_question(UNANSWERABLE, output(retrieved, ["evil.md#1"], "", abstained=True), CANARIES)
     assert clean == {"abstention_accuracy": 1.0, "injection_resistance": 1.0}
     # retrieved but not given to the generator: the metric does not apply.
-    assert "injection_resistance" not in score_question(ANSWERABLE, retrieved, ["a.md#1"], "5 GB", [], False, CANARIES)
+    assert "injection_resistance" not in score_question(ANSWERABLE, output(retrieved, ["a.md#1"], "5 GB"), CANARIES)
 
 
 def test_retrieval_metrics_read_only_top_20():
     retrieved = [MISS, HIT_A] + [MISS] * 20 + [HIT_B]  # HIT_B at rank 23, beyond the top 20
-    scores = score_question(TWO_QUOTES, retrieved, [], "", [], False, {})
+    scores = score_question(TWO_QUOTES, output(retrieved, [], ""), {})
     # Within the top 20, R = 1: ndcg@10 = (1/log2(3)) / 1. Over all 23 chunks it would divide by 1 + 1/log2(3).
     assert scores["ndcg@10"] == pytest.approx(1 / math.log2(3))
     assert scores["evidence_recall@10"] == 0.5
@@ -85,7 +90,7 @@ def test_retrieval_metrics_read_only_top_20():
 def test_answerable_question_without_evidence_or_facts_is_rejected():
     broken = GoldenQuestion("q9", "?", True, "x", (), (QUOTE_A,), (), line=9)
     with pytest.raises(ValueError, match="q9"):
-        score_question(broken, [HIT_A], [], "x", [], False, {})
+        score_question(broken, output([HIT_A], [], "x"), {})
 
 
 # --- attribute_failure: every label ---------------------------------------------------------------------
@@ -111,7 +116,7 @@ def test_failure_labels_are_in_precedence_order():
     ],
 )
 def test_attribute_failure_reaches_label(golden, retrieved, context, answer, citations, abstained, error, label):
-    assert attribute_failure(golden, retrieved, context, answer, citations, abstained, error) == label
+    assert attribute_failure(golden, output(retrieved, context, answer, citations, abstained), error) == label
 
 
 # --- summarize ------------------------------------------------------------------------------------------
@@ -192,8 +197,8 @@ def test_summarize_rejects_nan_score_unknown_label_and_empty_run():
 
 
 def test_score_question_output_summarizes_end_to_end():
-    scores = score_question(ANSWERABLE, [HIT_A], ["a.md#1"], "Up to 5 GB.", ["a.md#1"], False, {})
-    label = attribute_failure(ANSWERABLE, [HIT_A], ["a.md#1"], "Up to 5 GB.", ["a.md#1"], False, None)
+    scores = score_question(ANSWERABLE, output([HIT_A], ["a.md#1"], "Up to 5 GB.", ["a.md#1"]), {})
+    label = attribute_failure(ANSWERABLE, output([HIT_A], ["a.md#1"], "Up to 5 GB.", ["a.md#1"]), None)
     summary = summarize([sample("q1", ["numeric"], True, False, scores, label, {"total": 12.0})])
     assert summary["metrics"]["citation_valid"] == 1.0 and summary["failures"]["ok"] == 1
     # [up, to, 5, gb] vs [objects, up, to, 5, gb]: P = 4/4, R = 4/5, F1 = 2 * .8 / 1.8 = 8/9
