@@ -1,9 +1,10 @@
 """A grounded extractive generator: answers with the context units that best support the question, or abstains.
 
 A unit is a sentence, a list item, or a table row read with its header ("Class: infrequent; Minimum
-billable object size: 128 KiB"). A unit's support for a question is its cosine with the question plus
-the IDF-weighted share of the question's words it contains, so "what", "is" and "the" count for nothing
-and "kos-4031" counts for a lot. The answer cites exactly the chunks its units came from. Text that
+billable object size: 128 KiB"). A unit's support for a question (UnitScorer) is its cosine with the
+question, read under its headings, plus the IDF-weighted share of the question's words it contains (so
+"what" counts for nothing and "kos-4031" for a lot), plus whether it states a value of the kind the
+question asks for (states_answer). The answer cites exactly the chunks its units came from. Text that
 addresses a model ("ignore previous instructions…") is data: it is never a unit, so never an answer.
 Left out on purpose: any language model, paraphrasing, and answers longer than `answer_sentences` units.
 """
@@ -32,30 +33,32 @@ _QUOTED_BREAK = re.compile(r"\n\s*>\s*\n")  # an empty "> " line between two quo
 # task 4: the kind of value a question asks for, as (type, cue in the question, how such a value is written).
 #   "how long…" wants "10 minutes", "since when…" wants "2020-09-29", "how often…" wants "1 in 40,000".
 _NUMBER = r"(?<![\w.\-/])\d[\d,]*(?:\.\d+)?"
-_NUMERAL = rf"(?:{_NUMBER}|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|sixty|hundred|thousand)\b)"
+_NUMERAL = (rf"(?:{_NUMBER}|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+            r"thirty|sixty|hundred|thousand)\b)")
 ANSWER_TYPES = (
     ("ratio", r"how often|how frequent|frequency|\brate\b|per second|throughput",
      rf"{_NUMBER}\s+(?:in|out of)\s+{_NUMBER}|\bper (?:second|minute|hour|day|week|month)\b|/s\b"),
     ("duration", r"how (?:long|soon|quickly|far back|far behind|old)|how much time|time-?out|duration|period|window|"
                  r"retention|retain|delay|backoff|wait time|\blag\b|\bttl\b|expir|\bage\b|interval|how often",
-     rf"{_NUMERAL}[\s-]?(?:(?:working|business|calendar) )?(?:ms|milliseconds?|s|secs?|seconds?|min|mins|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?)\b"),
+     rf"{_NUMERAL}[\s-]?(?:(?:working|business|calendar) )?"
+     r"(?:ms|milliseconds?|s|secs?|seconds?|min|mins|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?)\b"),
     ("size", r"\bsize|how (?:big|large)|bytes|length|memory|payload",
      rf"{_NUMERAL}\s?(?:B|bytes?|KB|KiB|MB|MiB|GB|GiB|TB|TiB|PB|PiB|characters?|chars)\b"),
     ("date", r"(?<!even )\bwhen\b|\bsince\b|what date|which (?:date|day)|deadline|end of life|sunset|retire|deprecat",
      r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{4}\b"),
     ("clock", r"what time|what hour|which hour|\butc\b", r"\b\d{1,2}:\d{2}\b"),
-    ("money", r"price|cost|\bfee\b|how much .{0,40}(?:pay|charge|bill)", rf"[$€£]\s?{_NUMBER}|{_NUMBER}\s?(?:USD|EUR|cents?)\b"),
+    ("money", r"price|cost|\bfee\b|how much .{0,40}(?:pay|charge|bill)",
+     rf"[$€£]\s?{_NUMBER}|{_NUMBER}\s?(?:USD|EUR|cents?)\b"),
     ("percent", r"percent|availability|uptime|\bsla\b|credit", rf"{_NUMBER}\s?%"),
     ("version", r"\bversion\b", r"\bv?\d+\.\d+(?:\.\d+)?\b"),
-    ("code", r"which (?:error |change |status )?(?:code|ticket|id\b)|what (?:error )?code", r"(?-i:\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b)"),  # case matters: KC-1014, not cross-region
+    ("code", r"which (?:error |change |status )?(?:code|ticket|id\b)|what (?:error )?code",
+     r"(?-i:\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b)"),  # case matters: KC-1014, not cross-region
     ("name", r"\bwho\b|which (?:company|vendor|provider|firm|partner|law|country|city|team)|what company",
      r"(?-i:(?<=[a-z0-9,;:)] )[A-Z][a-z]+(?: (?:of )?[A-Z][A-Za-z.]+)+)"),  # two or more capitalized words
     ("number", r"how (?:many|much|fast)|number of|\blimit|\bmax(?:imum)?\b|\bmin(?:imum)?\b|quota|at (?:most|least)|up to|"
                r"largest|smallest|longest|shortest|highest|lowest|default|count", _NUMERAL),
 )
 _ANSWER_TYPES = tuple((name, re.compile(cue, re.I), re.compile(value, re.I)) for name, cue, value in ANSWER_TYPES)
-
-
 _HOW_MANY = re.compile(r"\bhow many (\w+)", re.I)
 _TIME_UNIT = re.compile(r"(?:second|minute|hour|day|week|month|year)s?", re.I)
 
