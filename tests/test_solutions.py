@@ -24,8 +24,8 @@ from exercise.contracts import Answer, Chunk, Document, Generation
 from grader.solutions import pipeline as solution_pipeline
 from grader.solutions import retrieval as solution_retrieval
 from grader.solutions.chunking import StructureChunker, heading_prefix, parse_blocks
-from grader.solutions.generation import (ExtractiveGenerator, Unit, UnitScorer, answer_types, is_instruction,
-                                        states_answer, units_of)
+from grader.solutions.generation import (ExtractiveGenerator, Unit, UnitScorer, answer_types, asks_of,
+                                        is_instruction, states_answer, units_of)
 from grader.solutions.retrieval import BM25Retriever, HybridRetriever, SparseBM25, tokenize
 
 CANARY = re.compile(r"KC-CANARY-[A-Z0-9]{6}")
@@ -362,6 +362,26 @@ def test_answer_types_read_what_kind_of_value_the_question_wants(question: str, 
 ])
 def test_states_answer_scores_a_new_value_of_the_asked_kind(text: str, question: str, expected: float) -> None:
     assert states_answer(text, question) == expected
+
+
+@pytest.mark.task(4)
+@pytest.mark.parametrize("question, expected", [
+    ("We hit KOS-4296. What is it and what's the limit?", ["We hit KOS-4296. What is it", "We hit KOS-4296. what's the limit?"]),
+    ("Will a 300 KB payload go through? If not, which code comes back?",
+     ["Will a 300 KB payload go through?", "If not, which code comes back?"]),
+    ("How long is the window?", ["How long is the window?"]),
+    ("Can I stand and deliver?", ["Can I stand and deliver?"]),  # "and" not followed by a question word
+])
+def test_asks_of_splits_a_question_into_its_asks_and_keeps_the_scene(question: str, expected: list[str]) -> None:
+    assert asks_of(question) == expected
+
+
+@pytest.mark.task(4)
+def test_a_two_part_question_gets_an_answer_for_each_part() -> None:
+    chunks = solution_chunks()
+    question = "What is the surcharge for a blue widget, and how long does repainting take?"
+    generation = solution_generator(chunks).generate(question, chunks)
+    assert "2 EUR" in generation.text and "five working days" in generation.text
 
 
 @pytest.mark.task(4)
