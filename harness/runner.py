@@ -109,9 +109,10 @@ def sample_record(question: GoldenQuestion, answer: Answer | None, error: str | 
     # A question that raised or timed out is scored as an empty answer: a scored failure, not a gap in the means.
     if answer is None:
         answer = Answer(question.question, text="", citations=(), abstained=False, retrieved=(), context=())
-    answer = Answer(question.question, text=answer.text, citations=tuple(answer.citations), abstained=answer.abstained,
-                    retrieved=tuple(answer.retrieved[:TOP_K_RECORDED]), context=tuple(answer.context),
-                    latency_ms={k: float(v) for k, v in answer.latency_ms.items()})
+    else:  # the recorded top hits, as tuples and floats whatever containers the pipeline used
+        answer = Answer(question.question, text=answer.text, citations=tuple(answer.citations),
+                        abstained=answer.abstained, retrieved=tuple(answer.retrieved[:TOP_K_RECORDED]),
+                        context=tuple(answer.context), latency_ms={k: float(v) for k, v in answer.latency_ms.items()})
     latency = dict(answer.latency_ms)
     latency.setdefault("total", wall_ms)
     return {

@@ -265,11 +265,12 @@ class ExtractiveGenerator:
         # task 4: the context arrives best first; its order breaks near-ties between units.
         rank = {chunk.chunk_id: r for r, chunk in enumerate(context)}
         prior = np.array([self.rank_weight / (1 + rank[u.chunk_id]) for u in units])
+        total = support + prior
         asks = asks_of(question)
-        scores = [support + prior] if len(asks) == 1 else [self.scorer.support(ask, units) + prior for ask in asks]
+        scores = [total] if len(asks) == 1 else [self.scorer.support(ask, units) + prior for ask in asks]
         chosen = list(dict.fromkeys(int(np.argmax(score)) for score in scores))  # the best unit for each ask
         # task 4: runners-up come from the first answer's chunk, so they cost no extra citation.
-        for i in map(int, np.argsort(-(support + prior), kind="stable")):
+        for i in map(int, np.argsort(-total, kind="stable")):
             if len(chosen) >= self.answer_sentences:
                 break
             if i not in chosen and units[i].chunk_id == units[chosen[0]].chunk_id:
