@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .chunking import FixedSizeChunker
 from .config import Config
-from .contracts import Answer, Chunk, Document, Generator, Hit, Retriever
+from .contracts import Answer, Chunk, Chunker, Document, Generator, Hit, Retriever
 from .embedding import EmbeddingCache
 from .generation import ExtractiveGenerator
 from .retrieval import make_retriever
@@ -25,10 +25,10 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> StarterPipe
     if config.k_retrieve < HARNESS_DEPTH:
         raise ValueError(f"k_retrieve must be at least {HARNESS_DEPTH}, got {config.k_retrieve}; "
                          f"the harness scores the top {HARNESS_DEPTH} hits (example: --config k_retrieve=20)")
-    chunker = FixedSizeChunker(config.chunk_size, config.chunk_overlap)
+    chunker: Chunker = FixedSizeChunker(config.chunk_size, config.chunk_overlap)
     chunks = [chunk for document in documents for chunk in chunker.chunk(document)]
     cache = EmbeddingCache(config.cache_dir)
-    retriever = make_retriever(config, cache)
+    retriever: Retriever = make_retriever(config, cache)
     started = time.perf_counter()
     retriever.index(chunks)
     index_stats = {
@@ -36,7 +36,7 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> StarterPipe
         "build_seconds": time.perf_counter() - started,
         "cached": cache.last_build["cached"],  # stays False when nothing used the embedding cache
     }
-    generator = ExtractiveGenerator(config.answer_sentences)
+    generator: Generator = ExtractiveGenerator(config.answer_sentences)
     return StarterPipeline(config, documents, chunks, retriever, generator, index_stats)
 
 
