@@ -257,9 +257,10 @@ class ExtractiveGenerator:
     def generate(self, question: str, context: Sequence[Chunk]) -> Generation:
         units = [unit for chunk in context for unit in units_of(chunk)]
         if not units:
-            return Generation(text="", abstained=True)
+            return Generation(text="", abstained=True)  # nothing to answer from, whatever the threshold
         support = self.scorer.support(question, units)
-        # task 5: abstain when no unit of the context supports the question well enough.
+        # task 5: abstain when no unit of the context supports the question well enough; build_pipeline
+        #   passes config.abstain_threshold (0.45 unless set, see REFERENCE_DEFAULTS).
         if support.max() < self.abstain_threshold:
             return Generation(text="", abstained=True)
         # task 4: the context arrives best first; its order breaks near-ties between units.
