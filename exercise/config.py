@@ -3,6 +3,7 @@
 `ragkata eval --config chunk_size=400 --config retriever=dense` or `RAGKATA_CHUNK_SIZE=400` both work.
 Left out on purpose: config files with includes, profiles or validation frameworks.
 Add fields here when a task needs a knob; the harness records the whole config with every run.
+A field the starter does not read yet (NOT_READ_YET in pipeline.py) is refused when set, until its task reads it.
 """
 
 from __future__ import annotations

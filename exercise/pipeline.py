@@ -12,30 +12,47 @@ from typing import Sequence
 
 from .chunking import FixedSizeChunker
 from .config import Config
-from .contracts import Answer, Chunk, Chunker, Document, Generator, Hit, Retriever
+from .contracts import SCORED_DEPTH, Answer, Chunk, Chunker, Document, Generator, Hit, IndexStats, Retriever
 from .embedding import EmbeddingCache
 from .generation import ExtractiveGenerator
 from .retrieval import make_retriever
 
-HARNESS_DEPTH = 20  # the harness scores the top 20 retrieved hits
+
+# Config fields this pipeline does not read yet: name -> (task, where its TODO is). Setting one away from its
+# default is an error, not a knob that silently does nothing. When your code reads a field, remove its entry.
+NOT_READ_YET: dict[str, tuple[int, str]] = {
+    "bm25_weight": (2, "exercise/retrieval.py, make_retriever"),
+    "dense_weight": (2, "exercise/retrieval.py, make_retriever"),
+    "context_budget_chars": (3, "exercise/pipeline.py, choose_context"),
+    "abstain_threshold": (5, "exercise/generation.py"),
+}
+
+
+def check_knobs_are_read(config: Config) -> None:
+    """Refuse a field of NOT_READ_YET set away from its default, e.g. abstain_threshold=0.3 before task 5."""
+    defaults = Config()
+    for name, (task, where) in NOT_READ_YET.items():
+        value, default = getattr(config, name), getattr(defaults, name)
+        if value != default:
+            raise ValueError(f"config field {name}={value!r} would change nothing: the pipeline does not read {name} "
+                             f"yet (TODO(task {task}) in {where}). Implement task {task}, then remove {name!r} from "
+                             f"NOT_READ_YET in exercise/pipeline.py; until then leave {name} at its default, {default!r}")
 
 
 def build_pipeline(config: Config, documents: Sequence[Document]) -> StarterPipeline:
     """Chunk and index the documents once; the returned pipeline answers many questions."""
-    if config.k_retrieve < HARNESS_DEPTH:
-        raise ValueError(f"k_retrieve must be at least {HARNESS_DEPTH}, got {config.k_retrieve}; "
-                         f"the harness scores the top {HARNESS_DEPTH} hits (example: --config k_retrieve=20)")
+    if config.k_retrieve < SCORED_DEPTH:
+        raise ValueError(f"k_retrieve must be at least {SCORED_DEPTH}, got {config.k_retrieve}; "
+                         f"the harness scores the top {SCORED_DEPTH} hits (example: --config k_retrieve=20)")
+    check_knobs_are_read(config)
     chunker: Chunker = FixedSizeChunker(config.chunk_size, config.chunk_overlap)
     chunks = [chunk for document in documents for chunk in chunker.chunk(document)]
     cache = EmbeddingCache(config.cache_dir)
     retriever: Retriever = make_retriever(config, cache)
     started = time.perf_counter()
     retriever.index(chunks)
-    index_stats = {
-        "chunks": len(chunks),
-        "build_seconds": time.perf_counter() - started,
-        "cached": cache.last_build["cached"],  # stays False when nothing used the embedding cache
-    }
+    # cached stays False when nothing used the embedding cache
+    index_stats = IndexStats(len(chunks), time.perf_counter() - started, cache.last_build["cached"])
     generator: Generator = ExtractiveGenerator(config.answer_sentences)
     return StarterPipeline(config, documents, chunks, retriever, generator, index_stats)
 
@@ -50,7 +67,7 @@ class StarterPipeline:
         chunks: list[Chunk],
         retriever: Retriever,
         generator: Generator,
-        index_stats: dict[str, object],
+        index_stats: IndexStats,
     ):
         self.config = config
         self.documents = {document.doc_id: document for document in documents}  # status, updated, ...
@@ -89,5 +106,6 @@ class StarterPipeline:
         # TODO(task 3): choose context, not just the first k_context hits: rerank, skip chunks of
         #   superseded documents (self.documents[hit.chunk.doc_id].status), drop near-duplicates, and
         #   stop at config.context_budget_chars. E.g. hits [old-pricing#2, pricing#2, pricing#2-copy, faq#7]
-        #   with a 1,500-character budget -> [pricing#2, faq#7].
+        #   with a 1,500-character budget -> [pricing#2, faq#7]. Then remove context_budget_chars from
+        #   NOT_READ_YET above.
         return hits[: self.config.k_context]

@@ -23,7 +23,7 @@ from exercise.config import Config
 from exercise.contracts import Answer, Chunk, Document
 from exercise.embedding import SUPPORTED_MODEL, EmbeddingCache, Embedder
 from exercise.generation import ExtractiveGenerator
-from exercise.pipeline import build_pipeline
+from exercise.pipeline import NOT_READ_YET, build_pipeline
 from exercise.retrieval import BM25Retriever, DenseRetriever, make_retriever
 
 
@@ -193,6 +193,24 @@ def test_pipeline_answer_keeps_the_contract(tmp_path: Path) -> None:
 def test_pipeline_refuses_to_retrieve_fewer_hits_than_the_harness_scores(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="k_retrieve"):
         build_pipeline(Config(k_retrieve=10, cache_dir=str(tmp_path)), DOCS)
+
+
+@pytest.mark.parametrize("field", [pytest.param(name, marks=pytest.mark.task(task))
+                                   for name, (task, _) in NOT_READ_YET.items()])
+def test_a_knob_the_pipeline_does_not_read_yet_is_refused_with_its_task(field: str, tmp_path: Path) -> None:
+    task, where = NOT_READ_YET[field]
+    changed = getattr(Config(), field) + 1  # any value but the default
+    with pytest.raises(ValueError) as refused:
+        build_pipeline(Config(retriever="bm25", cache_dir=str(tmp_path), **{field: changed}), DOCS)
+    message = str(refused.value)
+    assert f"{field}={changed!r}" in message and f"TODO(task {task}) in {where}" in message
+    assert f"Implement task {task}, then remove {field!r} from NOT_READ_YET" in message
+
+
+def test_knobs_not_read_yet_are_config_fields_and_build_at_their_defaults(tmp_path: Path) -> None:
+    assert set(NOT_READ_YET) <= {f.name for f in dataclasses.fields(Config)}
+    pipeline = build_pipeline(Config(retriever="bm25", cache_dir=str(tmp_path)), DOCS)
+    assert all(getattr(pipeline.config, name) == getattr(Config(), name) for name in NOT_READ_YET)
 
 
 # Embedding cache
