@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
 
+SCORED_DEPTH = 20  # the harness scores the top 20 hits of Answer.retrieved; k_retrieve may not go below it
+
 
 @dataclass(frozen=True)
 class Document:
@@ -62,9 +64,18 @@ class Answer:
     text: str
     citations: tuple[str, ...]  # chunk ids the answer cites
     abstained: bool
-    retrieved: tuple[Hit, ...]  # ranked, best first, at least the top 20
+    retrieved: tuple[Hit, ...]  # ranked, best first, at least the top SCORED_DEPTH
     context: tuple[str, ...]  # chunk ids actually given to the generator
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # per stage, plus "total"
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """What building the index cost; a pipeline exposes it as `pipeline.index_stats`."""
+
+    chunks: int  # chunks indexed
+    build_seconds: float  # time to build or load the index alone (not the model load, not chunking)
+    cached: bool  # True when the embeddings came from the cache and nothing was embedded
 
 
 class Chunker(Protocol):

@@ -50,6 +50,27 @@ METRIC_NAMES = (
     INJECTION_RESISTANCE,
 )
 
+# Groupings: which metrics each report leads with, spelled once here and imported everywhere else.
+HEADLINE_METRICS = (  # `ragkata eval`'s table and the playground
+    EVIDENCE_RECALL_AT[1], EVIDENCE_RECALL_AT[5], EVIDENCE_RECALL_AT[10], DOC_RECALL_AT[5], MRR_AT_10, NDCG_AT_10,
+    CITATION_PRECISION, CITATION_RECALL, CITATION_VALID, FACT_RECALL, ANSWER_F1,
+    ABSTENTION_ACCURACY, ABSTENTION_PRECISION, ABSTENTION_RECALL, INJECTION_RESISTANCE,
+)
+PER_TAG_METRICS = (EVIDENCE_RECALL_AT[5], MRR_AT_10, CITATION_PRECISION, FACT_RECALL, ABSTENTION_ACCURACY)
+KEY_METRICS = (  # the scorecard's headline, starter -> candidate -> reference
+    EVIDENCE_RECALL_AT[5], MRR_AT_10, NDCG_AT_10, CITATION_PRECISION, CITATION_RECALL, CITATION_VALID,
+    FACT_RECALL, ANSWER_F1, ABSTENTION_ACCURACY, INJECTION_RESISTANCE,
+)
+TAG_METRIC = {  # the metric a planted tag is meant to move; any other tag: fact_recall
+    "unanswerable": ABSTENTION_ACCURACY, "injection": INJECTION_RESISTANCE,
+    "superseded": CITATION_PRECISION, "near-duplicate": CITATION_PRECISION,
+}
+
+
+def tag_metric(tag: str) -> str:
+    """The metric a tag's questions are judged on: TAG_METRIC[tag], else fact_recall."""
+    return TAG_METRIC.get(tag, FACT_RECALL)
+
 
 def _check_k(k: int) -> None:
     if not isinstance(k, int) or k < 1:

@@ -2,7 +2,7 @@
 
 Where they coincide (tests/test_ragas_oracle.py checks each to 1e-9):
 - ragas_id_context_recall@k (IDBasedContextRecall; retrieved ids = the first k distinct doc ids of
-  retrieved[:20], reference ids = the evidence doc ids) equals doc_recall@k on every answerable question.
+  the top 20 (SCORED_DEPTH), reference ids = the evidence doc ids) equals doc_recall@k on every answerable question.
 - ragas_string_presence (StringPresence per fact, averaged over the facts) equals fact_recall when
   normalize_for_match changes neither the facts nor the answer and no fact is found only inside a
   longer word or number. StringPresence is a raw substring test: different case, whitespace runs or
@@ -38,7 +38,7 @@ with warnings.catch_warnings():
 
 from harness.golden import GoldenQuestion  # noqa: E402
 from harness.metrics import top_k_docs  # noqa: E402
-from harness.scoring import RETRIEVAL_DEPTH  # noqa: E402
+from harness.records import Sample  # noqa: E402
 
 _TEXT_METRICS = {  # column -> collections metric scored on (reference = golden answer, response = answer)
     "ragas_exact_match": ExactMatch(),
@@ -48,18 +48,18 @@ _TEXT_METRICS = {  # column -> collections metric scored on (reference = golden 
 }
 
 
-def ragas_scores(sample: Mapping, golden: GoldenQuestion, k: int = 5) -> dict[str, float]:
+def ragas_scores(sample: Sample, golden: GoldenQuestion, k: int = 5) -> dict[str, float]:
     """ragas's scores for one run-file sample of an answerable question; values may be NaN.
 
     Calls ragas synchronously (legacy single_turn_score, collections .score), so call it from
     synchronous code, not from inside a running event loop.
     """
-    doc_ids = [hit["doc_id"] for hit in sample["retrieved"][:RETRIEVAL_DEPTH]]
+    doc_ids = [chunk.doc_id for chunk in sample.top]
     ids = SingleTurnSample(
         retrieved_context_ids=top_k_docs(doc_ids, k),
         reference_context_ids=list(dict.fromkeys(item.doc_id for item in golden.evidence)),
     )
-    answer = sample["answer"]
+    answer = sample.answer
     presence = [StringPresence().score(reference=fact, response=answer).value for fact in golden.facts]
     scores = {
         f"ragas_id_context_recall@{k}": IDBasedContextRecall().single_turn_score(ids),
@@ -72,7 +72,7 @@ def ragas_scores(sample: Mapping, golden: GoldenQuestion, k: int = 5) -> dict[st
 
 
 def ragas_columns(
-    samples: Sequence[Mapping], golden_by_id: Mapping[str, GoldenQuestion], k: int = 5
+    samples: Sequence[Sample], golden_by_id: Mapping[str, GoldenQuestion], k: int = 5
 ) -> dict[str, float]:
     """Mean of each ragas column over the answerable samples without an error, NaNs left out.
 
@@ -82,10 +82,10 @@ def ragas_columns(
     """
     per_column: dict[str, list[float]] = {}
     for sample in samples:
-        golden = golden_by_id.get(sample["id"])
+        golden = golden_by_id.get(sample.id)
         if golden is None:
-            raise ValueError(f"sample {sample['id']!r} has no golden question; pass the golden set the run used")
-        if sample["error"] is not None or not golden.answerable:
+            raise ValueError(f"sample {sample.id!r} has no golden question; pass the golden set the run used")
+        if sample.error is not None or not golden.answerable:
             continue
         for column, value in ragas_scores(sample, golden, k).items():
             per_column.setdefault(column, []).append(value)

@@ -9,6 +9,7 @@ lie on 2 cores) and killing a hung question's thread (Python cannot; the grader 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -24,13 +25,13 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from exercise.config import Config
-from exercise.contracts import Answer, Document, Pipeline
+from exercise.contracts import Answer, Document, IndexStats, Pipeline
 from harness.corpus import corpus_hash, load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
-from harness.scoring import attribute_failure, score_question, summarize
+from harness.records import IndexReport, RunSummary, Sample
+from harness.scoring import score_sample, summarize
 
 RUNS_DIR_ENV = "RAGKATA_RUNS_DIR"
-TOP_K_RECORDED = 20
 DEFAULT_TIMEOUT_S = 30.0
 
 
@@ -103,36 +104,6 @@ def load_pipeline(module: str, config: Config, documents: Sequence[Document]) ->
     return build(config, documents)
 
 
-def sample_record(question: GoldenQuestion, answer: Answer | None, error: str | None,
-                  canaries: dict[str, str], wall_ms: float) -> dict:
-    """One samples.jsonl line: what the pipeline returned, every applicable score, and the failure label."""
-    # A question that raised or timed out is scored as an empty answer: a scored failure, not a gap in the means.
-    if answer is None:
-        answer = Answer(question.question, text="", citations=(), abstained=False, retrieved=(), context=())
-    else:  # the recorded top hits, as tuples and floats whatever containers the pipeline used
-        answer = Answer(question.question, text=answer.text, citations=tuple(answer.citations),
-                        abstained=answer.abstained, retrieved=tuple(answer.retrieved[:TOP_K_RECORDED]),
-                        context=tuple(answer.context), latency_ms={k: float(v) for k, v in answer.latency_ms.items()})
-    latency = dict(answer.latency_ms)
-    latency.setdefault("total", wall_ms)
-    return {
-        "id": question.id,
-        "question": question.question,
-        "tags": list(question.tags),
-        "answerable": question.answerable,
-        "retrieved": [{"chunk_id": h.chunk.chunk_id, "doc_id": h.chunk.doc_id, "text": h.chunk.text,
-                       "score": float(h.score)} for h in answer.retrieved],
-        "context": list(answer.context),
-        "answer": answer.text,
-        "citations": list(answer.citations),
-        "abstained": answer.abstained,
-        "latency_ms": latency,
-        "scores": score_question(question, answer, canaries),
-        "failure": attribute_failure(question, answer, error),
-        "error": error,
-    }
-
-
 def call_with_timeout(fn: Callable[[], Answer], timeout_s: float) -> tuple[Answer | None, str | None]:
     """Run fn in a worker thread; (answer, None), or (None, error text) on exception or time-out."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -147,17 +118,40 @@ def call_with_timeout(fn: Callable[[], Answer], timeout_s: float) -> tuple[Answe
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def read_samples(path: Path) -> list[dict]:
+def read_samples(path: Path) -> list[Sample]:
     """The complete lines of a samples.jsonl; a torn last line (from a kill mid-write) is dropped."""
     if not path.is_file():
         return []
     samples = []
     for raw in path.read_text(encoding="utf-8").splitlines():
         try:
-            samples.append(json.loads(raw))
+            data = json.loads(raw)
         except json.JSONDecodeError:
             break
+        samples.append(Sample.from_json(data))
     return samples
+
+
+def append_sample(out, sample: Sample) -> None:
+    """Write one samples.jsonl line and flush it, so a kill right after loses nothing."""
+    out.write(json.dumps(sample.to_json(), ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def index_report(pipeline: object, pipeline_seconds: float) -> IndexReport:
+    """What the pipeline says of its index (IndexStats, if it has one) and what the harness timed around it."""
+    stats = getattr(pipeline, "index_stats", None)
+    if not isinstance(stats, IndexStats):
+        return IndexReport(None, None, None, round(pipeline_seconds, 3))
+    embedded = stats.chunks and stats.build_seconds > 0 and not stats.cached  # a cache hit embeds nothing
+    return IndexReport(stats.chunks, round(stats.build_seconds, 3), stats.cached, round(pipeline_seconds, 3),
+                       round(stats.chunks / stats.build_seconds, 1) if embedded else None)
+
+
+def used_config(pipeline: object, asked: Config) -> dict:
+    """The Config the pipeline ran with (`pipeline.config`), which may differ from the one asked for."""
+    config = getattr(pipeline, "config", None)
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else asked.to_dict()
 
 
 @dataclass
@@ -169,30 +163,33 @@ class Run:
     questions_todo: list[GoldenQuestion]
     canaries: dict[str, str]
     pipeline: Pipeline
-    index_stats: dict
-    meta: dict
+    index: IndexReport
+    meta: dict  # RunSummary's run_id, pipeline, config, git, corpus, golden, environment
 
-    def questions(self, on_done: Callable[[dict], None] = lambda s: None) -> Iterator[dict]:
+    def questions(self, on_done: Callable[[Sample], None] = lambda s: None) -> Iterator[Sample]:
         with (self.directory / "samples.jsonl").open("a", encoding="utf-8") as out:
             for question in self.questions_todo:
                 started = time.perf_counter()
                 answer, error = call_with_timeout(lambda q=question.question: self.pipeline.answer(q), self.spec.timeout_s)
                 wall_ms = (time.perf_counter() - started) * 1000
-                sample = sample_record(question, answer, error, self.canaries, wall_ms)
-                out.write(json.dumps(sample, ensure_ascii=False) + "\n")
-                out.flush()
+                sample = score_sample(question, answer, error, self.canaries, wall_ms)
+                append_sample(out, sample)
                 on_done(sample)
                 yield sample
 
-    def finish(self, complete: bool = True, extra: dict | None = None) -> dict:
+    def finish(self, complete: bool = True, extra: dict | None = None) -> RunSummary:
         """Write summary.json from the sample lines on disk, and point runs/latest here."""
         samples = read_samples(self.directory / "samples.jsonl")
-        summary = {**summarize(samples), **self.meta, "complete": complete, "index": self.index_stats,
-                   "peak_rss_mb": round(peak_rss_mb(), 1),
-                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
-        (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        summary = RunSummary(summarize(samples), **self.meta, index=self.index, complete=complete,
+                             peak_rss_mb=round(peak_rss_mb(), 1),
+                             finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), extra=extra or {})
+        write_json(self.directory / "summary.json", summary.to_json())
         point_latest(self.directory)
         return summary
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def point_latest(directory: Path) -> None:
@@ -224,30 +221,25 @@ def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config 
     questions = read_golden(spec.golden)
     documents = load_corpus(spec.corpus)
     canaries = read_canaries(spec.corpus)
-    built = time.perf_counter()
+    started = time.perf_counter()
     built_pipeline = load_pipeline(spec.pipeline, config, documents)
-    build_seconds = time.perf_counter() - built
-    stats = dict(getattr(built_pipeline, "index_stats", {}) or {})
-    stats.setdefault("build_seconds", build_seconds)
-    stats["pipeline_build_seconds"] = round(build_seconds, 3)
-    if stats.get("chunks") and stats.get("build_seconds") and not stats.get("cached"):  # a cache hit embeds nothing
-        stats["chunks_per_second"] = round(stats["chunks"] / max(stats["build_seconds"], 1e-9), 1)
+    index = index_report(built_pipeline, time.perf_counter() - started)
     directory.mkdir(parents=True, exist_ok=True)
     if resume is None:
-        (directory / "spec.json").write_text(json.dumps(spec.__dict__, indent=2) + "\n", encoding="utf-8")
-    done = {s["id"] for s in read_samples(directory / "samples.jsonl")}
+        write_json(directory / "spec.json", spec.__dict__)
+    done = {s.id for s in read_samples(directory / "samples.jsonl")}
     if resume is not None:
         _truncate_torn_line(directory / "samples.jsonl")
     meta = {
         "run_id": spec.run_id,
         "pipeline": spec.pipeline,
-        "config": spec.config,
+        "config": used_config(built_pipeline, config),
         "git": git,
         "corpus": {"path": spec.corpus, "sha256": corpus_hash(spec.corpus)},
         "golden": {"path": spec.golden, "sha256": file_sha256(spec.golden)},
         "environment": environment(),
     }
-    return Run(spec, directory, [q for q in questions if q.id not in done], canaries, built_pipeline, stats, meta)
+    return Run(spec, directory, [q for q in questions if q.id not in done], canaries, built_pipeline, index, meta)
 
 
 def _truncate_torn_line(path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Sequence
 import pytest
 
 from exercise.config import Config
-from exercise.contracts import Answer, Chunk, Document, Hit
+from exercise.contracts import Answer, Chunk, Document, Hit, IndexStats
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _WORD = re.compile(r"[a-z0-9-]+")
@@ -34,7 +34,7 @@ class FakePipeline:
             for doc in documents
             for n, part in enumerate(p for p in doc.text.split("\n\n") if p.strip())
         ]
-        self.index_stats = {"chunks": len(self.chunks), "build_seconds": 0.001, "cached": False}
+        self.index_stats = IndexStats(len(self.chunks), 0.001, False)
 
     def search(self, query: str, k: int) -> list[Hit]:
         words = set(_WORD.findall(query.lower()))

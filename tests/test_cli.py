@@ -31,7 +31,7 @@ def test_eval_prints_tables_and_writes_the_run(runs, fixture_corpus, fixture_gol
     (run,) = [p for p in runs.iterdir() if p.name != "latest"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["config"]["k_context"] == 2
-    assert all(len(s["context"]) <= 2 for s in read_samples(run / "samples.jsonl"))
+    assert all(len(s.context) <= 2 for s in read_samples(run / "samples.jsonl"))
 
 
 def test_ctrl_c_keeps_answered_questions_and_says_how_to_resume(runs, tmp_path, fixture_corpus, fixture_golden, fake_pipeline_module):
@@ -43,7 +43,7 @@ def test_ctrl_c_keeps_answered_questions_and_says_how_to_resume(runs, tmp_path, 
     assert result.exit_code == 130
     assert "--resume" in result.output
     (run,) = [p for p in runs.iterdir() if p.name != "latest"]
-    assert [s["id"] for s in read_samples(run / "samples.jsonl")] == ["fx-01", "fx-02", "fx-03"]
+    assert [s.id for s in read_samples(run / "samples.jsonl")] == ["fx-01", "fx-02", "fx-03"]
     assert json.loads((run / "summary.json").read_text())["complete"] is False
 
 
@@ -54,6 +54,38 @@ def test_compare_shows_intervals_and_flips(runs, fixture_corpus, fixture_golden,
     result = invoke("compare", str(a), str(b))
     assert result.exit_code == 0, result.output
     assert "fact_recall" in result.output and "95% CI" in result.output and "flipped" in result.output
+
+
+def test_compare_shows_per_tag_deltas_and_explains_the_pairing(runs, fixture_corpus, fixture_golden, fake_pipeline_module):
+    invoke(*eval_args(fixture_corpus, fixture_golden, fake_pipeline_module, "--config", "k_context=1"))
+    invoke(*eval_args(fixture_corpus, fixture_golden, fake_pipeline_module, "--config", "k_context=5"))
+    a, b = sorted(p for p in runs.iterdir() if p.name != "latest")
+    output = invoke("compare", str(a), str(b)).output
+    assert "per tag" in output and "table: fact_recall" in output and "unanswerable: abstention_accuracy" in output
+    assert "means over the n questions both runs scored" in output
+
+
+def test_compare_refuses_runs_over_different_questions(runs, tmp_path, fixture_corpus, fixture_golden, fake_pipeline_module):
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(line.replace('"id": "fx-', '"id": "zz-') + "\n" for line in fixture_golden.read_text().splitlines()))
+    invoke(*eval_args(fixture_corpus, fixture_golden, fake_pipeline_module))
+    invoke(*eval_args(fixture_corpus, other, fake_pipeline_module))
+    a, b = sorted(p for p in runs.iterdir() if p.name != "latest")
+    with pytest.raises(ValueError, match="share no question ids"):
+        invoke("compare", str(a), str(b))
+
+
+def test_piped_tables_never_cut_a_metric_name(runs, fixture_corpus, fixture_golden, fake_pipeline_module):
+    import subprocess
+
+    args = eval_args(fixture_corpus, fixture_golden, "tests.conftest")
+    result = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                            env={**__import__("os").environ, "COLUMNS": "80"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout  # rich marks a cut cell with an ellipsis
+    for name in ("evidence_recall@10", "abstention_precision", "injection_resistance"):
+        assert name in result.stdout
+    assert "built in" in result.stdout and "chunks/s" in result.stdout  # the fake embeds: not "loaded from the cache"
 
 
 def test_ask_shows_hits_context_answer_and_citations(fixture_corpus, fake_pipeline_module):

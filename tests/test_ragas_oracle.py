@@ -16,6 +16,7 @@ import ragas._analytics as analytics  # noqa: E402  (after ragas_columns, on pur
 from exercise.contracts import Chunk  # noqa: E402
 from harness import metrics as m  # noqa: E402
 from harness.golden import Evidence, GoldenQuestion  # noqa: E402
+from harness.records import RankedHit, Sample  # noqa: E402
 
 
 def golden(id: str, evidence_docs: list[str], answer: str = "5 gb", facts: tuple[str, ...] = ("5 gb",),
@@ -24,15 +25,14 @@ def golden(id: str, evidence_docs: list[str], answer: str = "5 gb", facts: tuple
     return GoldenQuestion(id, "?", answerable, answer, facts, evidence, ())
 
 
-def run_sample(id: str, ranking_docs: list[str], answer: str = "", error: str | None = None) -> dict:
-    retrieved = [{"chunk_id": f"{doc}#{i}", "doc_id": doc, "text": "", "score": float(len(ranking_docs) - i)}
-                 for i, doc in enumerate(ranking_docs)]
-    return {"id": id, "tags": [], "answerable": True, "retrieved": retrieved, "context": [], "answer": answer,
-            "citations": [], "abstained": False, "latency_ms": {}, "scores": {}, "failure": "ok", "error": error}
+def run_sample(id: str, ranking_docs: list[str], answer: str = "", error: str | None = None) -> Sample:
+    retrieved = tuple(RankedHit(i + 1, Chunk(f"{doc}#{i}", doc, "", 0, 0), float(len(ranking_docs) - i))
+                      for i, doc in enumerate(ranking_docs))
+    return Sample(id, "?", (), True, retrieved, (), answer, (), False, {}, error, {}, "ok")
 
 
-def as_chunks(sample: dict) -> list[Chunk]:
-    return [Chunk(h["chunk_id"], h["doc_id"], h["text"], 0, 0) for h in sample["retrieved"]]
+def as_chunks(sample: Sample) -> list[Chunk]:
+    return list(sample.top)
 
 
 # A hand-built run. Document ranks in comments; evidence docs in brackets.
@@ -54,10 +54,10 @@ RUN = [
 def test_ragas_id_context_recall_equals_doc_recall_per_question(k):
     expected = {"g1": {1: 0.5, 5: 1.0, 10: 1.0}, "g2": {1: 0.0, 5: 0.0, 10: 1.0}, "g3": {1: 1 / 3, 5: 1 / 3, 10: 1 / 3}}
     for sample in RUN[:3]:
-        ours = m.doc_recall_at_k(as_chunks(sample), GOLDEN[sample["id"]].evidence, k)
-        theirs = ragas_scores(sample, GOLDEN[sample["id"]], k)[f"ragas_id_context_recall@{k}"]
-        assert ours == pytest.approx(expected[sample["id"]][k], abs=1e-12)
-        assert theirs == pytest.approx(ours, abs=1e-9), sample["id"]
+        ours = m.doc_recall_at_k(as_chunks(sample), GOLDEN[sample.id].evidence, k)
+        theirs = ragas_scores(sample, GOLDEN[sample.id], k)[f"ragas_id_context_recall@{k}"]
+        assert ours == pytest.approx(expected[sample.id][k], abs=1e-12)
+        assert theirs == pytest.approx(ours, abs=1e-9), sample.id
 
 
 def test_ragas_id_context_recall_equals_doc_recall_on_random_runs():

@@ -9,7 +9,8 @@ import pytest
 from exercise.contracts import Answer, Chunk, Hit
 from harness import metrics as m
 from harness.golden import Evidence, GoldenQuestion
-from harness.scoring import FAILURE_LABELS, attribute_failure, score_question, summarize
+from harness.records import RankedHit, Sample
+from harness.scoring import FAILURE_LABELS, attribute_failure, score_question, score_sample, summarize
 
 QUOTE_A = Evidence("a.md", "objects up to 5 GB")
 QUOTE_B = Evidence("b.md", "retention is 30 days")
@@ -24,9 +25,14 @@ def chunk(chunk_id: str, doc_id: str, text: str = "unrelated text") -> Chunk:
     return Chunk(chunk_id, doc_id, text, 0, len(text))
 
 
-def output(retrieved, context, text, citations=(), abstained=False) -> Answer:
-    """The pipeline's Answer as the scorer reads it (hit scores play no part in scoring)."""
+def answer(retrieved, context, text, citations=(), abstained=False) -> Answer:
+    """The pipeline's Answer (hit scores play no part in scoring)."""
     return Answer("?", text, tuple(citations), abstained, tuple(Hit(c, 0.0) for c in retrieved), tuple(context))
+
+
+def output(retrieved, context, text, citations=(), abstained=False, error=None) -> Sample:
+    """The unscored Sample the scorer reads, recorded from that Answer."""
+    return Sample.from_answer("q", (), True, "?", answer(retrieved, context, text, citations, abstained), error, 1.0)
 
 
 HIT_A = chunk("a.md#1", "a.md", "Upload objects up to 5 GB in one request.")
@@ -116,16 +122,14 @@ def test_failure_labels_are_in_precedence_order():
     ],
 )
 def test_attribute_failure_reaches_label(golden, retrieved, context, answer, citations, abstained, error, label):
-    assert attribute_failure(golden, output(retrieved, context, answer, citations, abstained), error) == label
+    assert attribute_failure(golden, output(retrieved, context, answer, citations, abstained, error)) == label
 
 
 # --- summarize ------------------------------------------------------------------------------------------
 
 
-def sample(id, tags, answerable, abstained, scores, failure, latency, error=None):
-    return {"id": id, "tags": tags, "answerable": answerable, "retrieved": [], "context": [], "answer": "",
-            "citations": [], "abstained": abstained, "latency_ms": latency, "scores": scores,
-            "failure": failure, "error": error}
+def sample(id, tags, answerable, abstained, scores, failure, latency, error=None) -> Sample:
+    return Sample(id, "?", tuple(tags), answerable, (), (), "", (), abstained, latency, error, scores, failure)
 
 
 RUN = [
@@ -142,7 +146,7 @@ RUN = [
 
 
 def test_summarize_metric_means_over_samples_that_have_them():
-    metrics = summarize(RUN)["metrics"]
+    metrics = summarize(RUN).metrics
     assert metrics["evidence_recall@5"] == 0.75  # (1.0 + 0.5) / 2
     assert metrics["abstention_accuracy"] == 0.8  # (1 + 1 + 1 + 0 + 1) / 5; s5 has no scores
     assert metrics["injection_resistance"] == 0.0  # s4 only
@@ -154,7 +158,7 @@ def test_summarize_metric_means_over_samples_that_have_them():
 
 
 def test_summarize_per_tag_means():
-    assert summarize(RUN)["per_tag"] == {
+    assert summarize(RUN).per_tag == {
         "numeric": {"n": 2, "evidence_recall@5": 0.75, "abstention_accuracy": 1.0},  # s1, s2
         "paraphrase": {"n": 2, "evidence_recall@5": 0.5, "abstention_accuracy": 1.0},  # s2 scored, s5 errored
         "unanswerable": {"n": 3, "abstention_accuracy": pytest.approx(2 / 3), "injection_resistance": 0.0},  # s3, s4, s6
@@ -162,14 +166,14 @@ def test_summarize_per_tag_means():
 
 
 def test_summarize_counts_every_failure_label_including_zeros():
-    failures = summarize(RUN)["failures"]
+    failures = summarize(RUN).failures
     assert list(failures) == list(FAILURE_LABELS)
     assert failures == {"error": 1, "abstained_wrongly": 0, "answered_unanswerable": 1, "ok": 3,
                         "retrieval_miss": 0, "context_miss": 0, "generation_miss": 1, "citation_miss": 0}
 
 
 def test_summarize_latency_excludes_warm_up_question():
-    latency = summarize(RUN)["latency_ms"]
+    latency = summarize(RUN).latency_ms
     # retrieve over s2..s6 = [10, 20, 30, 40]: p50 h=1.5 -> 25; p95 h=2.85 -> 38.5; p99 h=2.97 -> 39.7
     assert latency["retrieve"] == pytest.approx({"p50": 25.0, "p95": 38.5, "p99": 39.7})
     # total = [40, 100, 200, 300, 400]: p50 -> 200; p95 h=3.8 -> 380; p99 h=3.96 -> 396 (s1's 5000 excluded)
@@ -178,12 +182,12 @@ def test_summarize_latency_excludes_warm_up_question():
 
 
 def test_summarize_single_sample_uses_it_for_latency():
-    latency = summarize(RUN[:1])["latency_ms"]
+    latency = summarize(RUN[:1]).latency_ms
     assert latency["total"] == {"p50": 5000.0, "p95": 5000.0, "p99": 5000.0}
 
 
 def test_summarize_counts_questions_errors_answerable():
-    assert summarize(RUN)["counts"] == {"questions": 6, "errors": 1, "answerable": 3}
+    assert summarize(RUN).counts == {"questions": 6, "errors": 1, "answerable": 3}
 
 
 def test_summarize_rejects_nan_score_unknown_label_and_empty_run():
@@ -197,9 +201,25 @@ def test_summarize_rejects_nan_score_unknown_label_and_empty_run():
 
 
 def test_score_question_output_summarizes_end_to_end():
-    scores = score_question(ANSWERABLE, output([HIT_A], ["a.md#1"], "Up to 5 GB.", ["a.md#1"]), {})
-    label = attribute_failure(ANSWERABLE, output([HIT_A], ["a.md#1"], "Up to 5 GB.", ["a.md#1"]), None)
-    summary = summarize([sample("q1", ["numeric"], True, False, scores, label, {"total": 12.0})])
-    assert summary["metrics"]["citation_valid"] == 1.0 and summary["failures"]["ok"] == 1
+    scored = score_sample(ANSWERABLE, answer([HIT_A], ["a.md#1"], "Up to 5 GB.", ["a.md#1"]), None, {}, 12.0)
+    summary = summarize([scored])
+    assert summary.metrics["citation_valid"] == 1.0 and summary.failures["ok"] == 1
     # [up, to, 5, gb] vs [objects, up, to, 5, gb]: P = 4/4, R = 4/5, F1 = 2 * .8 / 1.8 = 8/9
-    assert summary["metrics"]["answer_f1"] == pytest.approx(8 / 9)
+    assert summary.metrics["answer_f1"] == pytest.approx(8 / 9)
+    assert Sample.from_json(scored.to_json()) == scored  # a samples.jsonl line reads back as the same record
+
+
+def test_a_cited_chunk_below_the_scored_depth_still_counts():
+    # k_retrieve 30: the answer cites the chunk ranked 23, which holds the evidence; it was given as context.
+    retrieved = [MISS] * 22 + [HIT_A] + [MISS] * 7
+    scored = score_sample(ANSWERABLE, answer(retrieved, ["a.md#1"], "Up to 5 GB.", ["a.md#1"]), None, {}, 1.0)
+    assert scored.scores["citation_precision"] == 1.0 and scored.scores["citation_recall"] == 1.0
+    assert scored.scores["evidence_recall@10"] == 0.0  # retrieval metrics still read the top 20 only
+    assert scored.failure == "ok"
+    assert [h.rank for h in scored.retrieved] == [*range(1, 21), 23]  # the top 20, plus the cited chunk at its rank
+
+
+def test_summarize_states_each_metrics_denominator():
+    n = summarize(RUN).n
+    assert n["evidence_recall@5"] == 2 and n["abstention_accuracy"] == 5 and n["injection_resistance"] == 1
+    assert n["abstention_precision"] == 2 and n["abstention_recall"] == 3  # abstained s3, s6; unanswerable s3, s4, s6

@@ -18,14 +18,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from exercise.config import Config
-from exercise.contracts import Answer, Chunk, Document, Hit
+from exercise.contracts import SCORED_DEPTH, Answer, Chunk, Document, Hit, IndexStats
 from exercise.embedding import EmbeddingCache, TextEncoder
 
 from .chunking import StructureChunker
 from .generation import ExtractiveGenerator, Unit, UnitScorer, units_of
 from .retrieval import HybridRetriever, make_retriever, tokenize
 
-HARNESS_DEPTH = 20  # the harness scores the top 20 retrieved hits
 RERANK_DEPTH = 20  # fused hits that the sentence-level rerank reorders
 
 # The reference's values for the knobs the starter leaves naive. A candidate would edit the defaults in
@@ -53,9 +52,9 @@ def reference_config(config: Config) -> Config:
 def build_pipeline(config: Config, documents: Sequence[Document]) -> ReferencePipeline:
     """Chunk and index the documents once; the returned pipeline answers many questions."""
     config = reference_config(config)
-    if config.k_retrieve < HARNESS_DEPTH:
-        raise ValueError(f"k_retrieve must be at least {HARNESS_DEPTH}, got {config.k_retrieve}; "
-                         f"the harness scores the top {HARNESS_DEPTH} hits (example: --config k_retrieve=20)")
+    if config.k_retrieve < SCORED_DEPTH:
+        raise ValueError(f"k_retrieve must be at least {SCORED_DEPTH}, got {config.k_retrieve}; "
+                         f"the harness scores the top {SCORED_DEPTH} hits (example: --config k_retrieve=20)")
     if config.retriever != "hybrid":
         raise ValueError(f"the reference pipeline reranks a hybrid ranking, got retriever={config.retriever!r}; "
                          "to weigh one side only, use --config bm25_weight=1 --config dense_weight=0 (or the reverse)")
@@ -69,12 +68,8 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> ReferencePi
     retriever.index(chunks)
     chunks_cached = cache.last_build["cached"]
     units = UnitVectors(chunks, retriever.dense.encoder, cache, retriever.dense.encode_query)
-    index_stats = {
-        "chunks": len(chunks),
-        "units": len(units.rows),
-        "build_seconds": time.perf_counter() - started,
-        "cached": bool(chunks_cached and cache.last_build["cached"]),  # chunk and unit vectors both from disk
-    }
+    # cached: chunk and unit vectors both came from disk
+    index_stats = IndexStats(len(chunks), time.perf_counter() - started, bool(chunks_cached and cache.last_build["cached"]))
     scorer = UnitScorer(retriever.bm25.idf_of, units.similarity)
     generator = ExtractiveGenerator(scorer, config.answer_sentences, config.abstain_threshold)
     return ReferencePipeline(config, documents, chunks, retriever, scorer, generator, index_stats)
@@ -117,7 +112,7 @@ class ReferencePipeline:
         retriever: HybridRetriever,
         scorer: UnitScorer,
         generator: ExtractiveGenerator,
-        index_stats: dict[str, object],
+        index_stats: IndexStats,
     ):
         self.config = config
         self.documents = {document.doc_id: document for document in documents}
@@ -131,7 +126,7 @@ class ReferencePipeline:
         return self.documents[chunk.doc_id].status != "superseded"
 
     def search(self, query: str, k: int) -> list[Hit]:
-        hits = self.retriever.search(query, max(k, RERANK_DEPTH) + HARNESS_DEPTH)
+        hits = self.retriever.search(query, max(k, RERANK_DEPTH) + SCORED_DEPTH)
         # task 3: superseded documents never outrank current ones. They are demoted, not dropped: a
         #   question about the old rule still finds them, after everything current.
         current = [h for h in hits if self.is_current(h.chunk)]
