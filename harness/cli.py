@@ -147,14 +147,15 @@ def index_command(corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, p
 @app.command("validate")
 def validate_command(corpus: Path = CORPUS,
                      golden: Optional[List[Path]] = typer.Option(None, "--golden", help="golden file; repeatable "
-                                                                 "(default: golden_set/dev.jsonl and holdout.jsonl)")) -> None:
+                                                                 "(default: golden_set/dev.jsonl and holdout.jsonl "
+                                                                 "with the shipped corpus, none with another)")) -> None:
     """Check the corpus and golden files; every problem is printed with file, line, field and fix.
 
     Example: ragkata validate --corpus my_corpus --golden my_questions.jsonl
     """
-    from harness.validate import default_golden, describe, validate
+    from harness.validate import describe, golden_files, validate
 
-    report = validate(corpus, golden or default_golden())
+    report = validate(corpus, golden_files(corpus, golden))
     for problem in report.problems:
         console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
     console.print(describe(report), markup=False, highlight=False, soft_wrap=True)

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
@@ -32,11 +33,27 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class CorpusError(ValueError):
-    """A document that cannot be loaded, located by file and line, with the fix."""
+    """Corpus problems, each located by file and line, with the fix; str() gives one line per problem.
+
+    `problems` holds every problem (one CorpusError each); path, line, field and message are the first's.
+    """
 
     def __init__(self, path: Path | str, line: int, field: str, message: str):
         self.path, self.line, self.field, self.message = str(path), line, field, message
+        self.problems: tuple[CorpusError, ...] = (self,)
         super().__init__(f"{path}:{line}: field '{field}': {message}")
+
+    @classmethod
+    def joined(cls, problems: Sequence[CorpusError]) -> CorpusError:
+        """One error that carries all of `problems` (at least one) and lists them, one line each."""
+        every = tuple(one for problem in problems for one in problem.problems)
+        if len(every) == 1:
+            return every[0]
+        first = every[0]
+        error = cls(first.path, first.line, first.field, first.message)
+        error.problems = every
+        error.args = ("\n".join(str(one) for one in every),)
+        return error
 
 
 @dataclass(frozen=True)
@@ -229,37 +246,46 @@ READERS = {".md": read_markdown, ".html": read_html, ".txt": read_text}
 
 # --- Documents --------------------------------------------------------------------------------
 
-def to_document(raw: RawDocument, doc_id: str) -> Document:
-    """Check the metadata of one raw document and build the record. Raises CorpusError."""
+def check_metadata(raw: RawDocument, doc_id: str) -> list[CorpusError]:
+    """Every problem in one raw document's metadata and text; [] when it makes a valid Document."""
+    problems: list[CorpusError] = []
+    meta = raw.meta
 
-    def fail(field: str, message: str) -> CorpusError:
-        return CorpusError(raw.path, raw.meta_lines.get(field, 1), field, message)
+    def fail(field: str, message: str) -> None:
+        problems.append(CorpusError(raw.path, raw.meta_lines.get(field, 1), field, message))
 
     for field in REQUIRED:
-        if not raw.meta.get(field, "").strip():
-            raise fail(field, f"missing; every document needs {', '.join(REQUIRED)}")
-    unknown = sorted(set(raw.meta) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        raise fail(unknown[0], f"unknown metadata key; allowed: {', '.join(REQUIRED + OPTIONAL)}")
+        if not meta.get(field, "").strip():
+            fail(field, f"missing; every document needs {', '.join(REQUIRED)}")
+    for key in sorted(set(meta) - set(REQUIRED) - set(OPTIONAL)):
+        fail(key, f"unknown metadata key; allowed: {', '.join(REQUIRED + OPTIONAL)}")
     choices = {"type": TYPES, "product": PRODUCTS, "status": STATUSES}
     for field, allowed in choices.items():
-        if raw.meta[field] not in allowed:
-            raise fail(field, f"value {raw.meta[field]!r} is not one of: {', '.join(allowed)}")
-    if not _DATE.fullmatch(raw.meta["updated"]):
-        raise fail("updated", f"value {raw.meta['updated']!r} is not a date; write YYYY-MM-DD")
-    superseded_by = raw.meta.get("superseded_by") or None
-    if raw.meta["status"] == "superseded" and not superseded_by:
-        raise fail("status", "a superseded document needs 'superseded_by: <doc id of its replacement>'")
-    if superseded_by and raw.meta["status"] != "superseded":
-        raise fail("superseded_by", "only documents with 'status: superseded' may name a replacement")
-    if raw.meta.get("id") and raw.meta["id"] != doc_id:
-        raise fail("id", f"value {raw.meta['id']!r} differs from the file path {doc_id!r}; the doc id is the "
-                   "path relative to the corpus folder, so remove the 'id' key or make it match")
-    canary = raw.meta.get("canary") or None
+        if meta.get(field, "").strip() and meta[field] not in allowed:
+            fail(field, f"value {meta[field]!r} is not one of: {', '.join(allowed)}")
+    if meta.get("updated", "").strip() and not _DATE.fullmatch(meta["updated"]):
+        fail("updated", f"value {meta['updated']!r} is not a date; write YYYY-MM-DD")
+    status, superseded_by = meta.get("status"), meta.get("superseded_by")
+    if status == "superseded" and not superseded_by:
+        fail("status", "a superseded document needs 'superseded_by: <doc id of its replacement>'")
+    if superseded_by and status == "current":
+        fail("superseded_by", "only documents with 'status: superseded' may name a replacement")
+    if meta.get("id") and meta["id"] != doc_id:
+        fail("id", f"value {meta['id']!r} differs from the file path {doc_id!r}; the doc id is the "
+             "path relative to the corpus folder, so remove the 'id' key or make it match")
+    canary = meta.get("canary")
     if canary and not CANARY_PATTERN.fullmatch(canary):
-        raise fail("canary", f"value {canary!r} must look like KC-CANARY-ABC123 (6 upper-case letters or digits)")
+        fail("canary", f"value {canary!r} must look like KC-CANARY-ABC123 (6 upper-case letters or digits)")
     if not raw.text.strip():
-        raise CorpusError(raw.path, 1, "(text)", "the document has no body text")
+        problems.append(CorpusError(raw.path, 1, "(text)", "the document has no body text"))
+    return problems
+
+
+def to_document(raw: RawDocument, doc_id: str) -> Document:
+    """Check the metadata of one raw document and build the record. Raises CorpusError listing every problem."""
+    problems = check_metadata(raw, doc_id)
+    if problems:
+        raise CorpusError.joined(problems)
     return Document(
         doc_id=doc_id,
         title=raw.meta["title"],
@@ -268,8 +294,8 @@ def to_document(raw: RawDocument, doc_id: str) -> Document:
         product=raw.meta["product"],
         updated=raw.meta["updated"],
         status=raw.meta["status"],
-        superseded_by=superseded_by,
-        canary=canary,
+        superseded_by=raw.meta.get("superseded_by") or None,
+        canary=raw.meta.get("canary") or None,
     )
 
 
@@ -290,13 +316,37 @@ def doc_id_of(path: Path, root: Path) -> str:
 
 
 def load_document(path: Path, root: Path) -> Document:
-    return to_document(READERS[path.suffix](path), doc_id_of(path, root))
+    """One file as a Document. Raises CorpusError listing every problem in it.
+
+    A file that cannot be read (no front matter, invalid YAML, a header line that is not 'Key: value')
+    is one problem: past that point there is no telling metadata from text.
+    """
+    try:
+        raw = READERS[path.suffix](path)
+    except UnicodeDecodeError:
+        raise CorpusError(path, 1, "(file)", "not UTF-8 text; save the file as UTF-8") from None
+    return to_document(raw, doc_id_of(path, root))
+
+
+def read_documents(root: Path | str) -> tuple[list[Document], list[CorpusError]]:
+    """Every document that loads, and every problem in the files that do not."""
+    root = Path(root)
+    documents: list[Document] = []
+    problems: list[CorpusError] = []
+    for path in corpus_files(root):
+        try:
+            documents.append(load_document(path, root))
+        except CorpusError as exc:
+            problems += exc.problems
+    return documents, problems
 
 
 def load_corpus(root: Path | str) -> list[Document]:
-    """Load every document, failing on the first bad one (run `ragkata validate` to see them all)."""
-    root = Path(root)
-    return [load_document(path, root) for path in corpus_files(root)]
+    """Load every document. Raises CorpusError listing every problem in every file, if there are any."""
+    documents, problems = read_documents(root)
+    if problems:
+        raise CorpusError.joined(problems)
+    return documents
 
 
 def read_canaries(root: Path | str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 TAGS = (
     "paraphrase",
@@ -27,11 +28,27 @@ FIELDS = ("id", "question", "answerable", "answer", "facts", "evidence", "tags")
 
 
 class GoldenError(ValueError):
-    """A golden file problem, located: file, line, field, value, and how to fix it."""
+    """Golden file problems, each located: file, line, field, value, and how to fix it; one line each in str().
+
+    `problems` holds every problem (one GoldenError each); path, line, field and message are the first's.
+    """
 
     def __init__(self, path: Path | str, line: int, field: str, message: str):
         self.path, self.line, self.field, self.message = str(path), line, field, message
+        self.problems: tuple[GoldenError, ...] = (self,)
         super().__init__(f"{path}:{line}: field '{field}': {message}")
+
+    @classmethod
+    def joined(cls, problems: Sequence[GoldenError]) -> GoldenError:
+        """One error that carries all of `problems` (at least one) and lists them, one line each."""
+        every = tuple(one for problem in problems for one in problem.problems)
+        if len(every) == 1:
+            return every[0]
+        first = every[0]
+        error = cls(first.path, first.line, first.field, first.message)
+        error.problems = every
+        error.args = ("\n".join(str(one) for one in every),)
+        return error
 
 
 @dataclass(frozen=True)
@@ -52,61 +69,93 @@ class GoldenQuestion:
     line: int = 0  # line in the golden file, for error messages
 
 
-def parse_line(raw: str, path: Path | str, line: int) -> GoldenQuestion:
-    """Parse one JSONL line into a GoldenQuestion, or raise GoldenError saying what to fix."""
+SHAPES = {  # field: (type, what its value must be)
+    "id": (str, "a non-empty string"),
+    "question": (str, "a non-empty string"),
+    "answerable": (bool, "true or false"),
+    "answer": (str, "a string (use \"\" when unanswerable)"),
+    "facts": (list, "a list of strings"),
+    "evidence": (list, "a list of {doc_id, quote} objects"),
+    "tags": (list, "a list of tags"),
+}
+
+
+def check_line(raw: str, path: Path | str, line: int) -> tuple[GoldenQuestion | None, list[GoldenError]]:
+    """Parse one JSONL line, collecting every shape problem instead of stopping at the first.
+
+    The question is built from the well-formed parts of the line: a missing or mistyped field takes
+    its empty value ("", false, []) and a malformed fact, evidence item or unknown tag is left out.
+    It is None only when the line is not a JSON object.
+    """
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise GoldenError(path, line, "(line)", f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                          "each line must be one JSON object") from None
+        return None, [GoldenError(path, line, "(line)", f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                  "each line must be one JSON object")]
     if not isinstance(obj, dict):
-        raise GoldenError(path, line, "(line)", f"expected a JSON object, got {type(obj).__name__}")
-    missing = [f for f in FIELDS if f not in obj]
-    if missing:
-        raise GoldenError(path, line, missing[0], f"missing; every line needs {', '.join(FIELDS)}")
-    unknown = sorted(set(obj) - set(FIELDS))
-    if unknown:
-        raise GoldenError(path, line, unknown[0], f"unknown field; allowed fields are {', '.join(FIELDS)}")
+        return None, [GoldenError(path, line, "(line)", f"expected a JSON object, got {type(obj).__name__}")]
+    problems: list[GoldenError] = []
 
-    def expect(field: str, kind: type, what: str) -> None:
-        if not isinstance(obj[field], kind) or (kind is str and field in ("id", "question") and not obj[field].strip()):
-            raise GoldenError(path, line, field, f"value {obj[field]!r} is not {what}")
+    def problem(field: str, message: str) -> None:
+        problems.append(GoldenError(path, line, field, message))
 
-    expect("id", str, "a non-empty string")
-    expect("question", str, "a non-empty string")
-    expect("answerable", bool, "true or false")
-    expect("answer", str, "a string (use \"\" when unanswerable)")
-    expect("facts", list, "a list of strings")
-    expect("evidence", list, "a list of {doc_id, quote} objects")
-    expect("tags", list, "a list of tags")
-    for fact in obj["facts"]:
+    for field in FIELDS:
+        if field not in obj:
+            problem(field, f"missing; every line needs {', '.join(FIELDS)}")
+    for field in sorted(set(obj) - set(FIELDS)):
+        problem(field, f"unknown field; allowed fields are {', '.join(FIELDS)}")
+    value = {}  # each well-formed field; the others are left out
+    for field, (kind, what) in SHAPES.items():
+        if field not in obj:
+            continue
+        if not isinstance(obj[field], kind) or (field in ("id", "question") and not obj[field].strip()):
+            problem(field, f"value {obj[field]!r} is not {what}")
+        else:
+            value[field] = obj[field]
+    facts = []
+    for fact in value.get("facts", []):
         if not isinstance(fact, str) or not fact.strip():
-            raise GoldenError(path, line, "facts", f"value {fact!r} is not a non-empty string")
+            problem("facts", f"value {fact!r} is not a non-empty string")
+        else:
+            facts.append(fact)
     evidence = []
-    for i, item in enumerate(obj["evidence"]):
+    for i, item in enumerate(value.get("evidence", [])):
         if not isinstance(item, dict) or set(item) != {"doc_id", "quote"} or not all(
             isinstance(item[k], str) and item[k].strip() for k in ("doc_id", "quote")
         ):
-            raise GoldenError(path, line, f"evidence[{i}]", f"value {item!r} must be "
-                              '{"doc_id": "<path under corpus/>", "quote": "<exact text>"}')
-        evidence.append(Evidence(item["doc_id"], item["quote"]))
-    for tag in obj["tags"]:
+            problem(f"evidence[{i}]", f"value {item!r} must be "
+                    '{"doc_id": "<path under corpus/>", "quote": "<exact text>"}')
+        else:
+            evidence.append(Evidence(item["doc_id"], item["quote"]))
+    tags = []
+    for tag in value.get("tags", []):
         if tag not in TAGS:
-            raise GoldenError(path, line, "tags", f"unknown tag {tag!r}; use one of: {', '.join(TAGS)}")
-    return GoldenQuestion(
-        id=obj["id"],
-        question=obj["question"],
-        answerable=obj["answerable"],
-        answer=obj["answer"],
-        facts=tuple(obj["facts"]),
+            problem("tags", f"unknown tag {tag!r}; use one of: {', '.join(TAGS)}")
+        else:
+            tags.append(tag)
+    question = GoldenQuestion(
+        id=value.get("id", ""),
+        question=value.get("question", ""),
+        answerable=value.get("answerable", False),
+        answer=value.get("answer", ""),
+        facts=tuple(facts),
         evidence=tuple(evidence),
-        tags=tuple(obj["tags"]),
+        tags=tuple(tags),
         line=line,
     )
+    return question, problems
+
+
+def parse_line(raw: str, path: Path | str, line: int) -> GoldenQuestion:
+    """Parse one JSONL line into a GoldenQuestion, or raise GoldenError listing every shape problem in it."""
+    question, problems = check_line(raw, path, line)
+    if problems or question is None:
+        raise GoldenError.joined(problems)
+    return question
 
 
 def read_golden(path: Path | str) -> list[GoldenQuestion]:
-    """Load a golden JSONL file. Raises FileNotFoundError or GoldenError (first problem found).
+    """Load a golden JSONL file. Raises FileNotFoundError, or GoldenError listing every problem in the file.
 
     Blank lines are skipped. Duplicate ids within the file are an error.
     """
@@ -115,14 +164,21 @@ def read_golden(path: Path | str) -> list[GoldenQuestion]:
         raise FileNotFoundError(f"{path}: golden file not found; pass --golden with a path to a .jsonl file "
                                 "(the shipped one is golden_set/dev.jsonl)")
     questions: list[GoldenQuestion] = []
+    problems: list[GoldenError] = []
     seen: dict[str, int] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not raw.strip():
             continue
-        question = parse_line(raw, path, number)
+        question, line_problems = check_line(raw, path, number)
+        problems += line_problems
+        if question is None:
+            continue
         if question.id in seen:
-            raise GoldenError(path, number, "id", f"value {question.id!r} repeats line {seen[question.id]}; "
-                              "ids must be unique")
-        seen[question.id] = number
+            problems.append(GoldenError(path, number, "id", f"value {question.id!r} repeats line "
+                                        f"{seen[question.id]}; ids must be unique"))
+        elif question.id:
+            seen[question.id] = number
         questions.append(question)
+    if problems:
+        raise GoldenError.joined(problems)
     return questions

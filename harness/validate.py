@@ -8,6 +8,7 @@ its evidence really is where it says.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from exercise.contracts import Document
-from harness.corpus import CANARIES_FILE, CANARY_PATTERN, CorpusError, corpus_files, load_document, read_canaries
-from harness.golden import GoldenError, GoldenQuestion, parse_line
+from harness.corpus import (CANARIES_FILE, CANARY_PATTERN, EXTENSIONS, CorpusError, corpus_files, doc_id_of,
+                            read_canaries, read_documents)
+from harness.golden import GoldenError, GoldenQuestion, check_line
 from harness.text import contains_fact, normalize_whitespace
 
 QUOTE_MIN, QUOTE_MAX = 40, 300
+SHIPPED_CORPUS, SHIPPED_GOLDEN = Path("corpus"), Path("golden_set")
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,17 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: field '{self.field}': {self.message}"
 
+    @classmethod
+    def of(cls, error: CorpusError | GoldenError) -> Problem:
+        return cls(error.path, error.line, error.field, error.message)
+
 
 @dataclass(frozen=True)
 class Report:
     documents: list[Document]
-    questions: list[GoldenQuestion]
+    questions: list[GoldenQuestion]  # the well-formed ones
     problems: list[Problem]
+    golden: tuple[Path, ...] = ()  # the golden files checked
 
     @property
     def ok(self) -> bool:
@@ -45,40 +53,49 @@ class Report:
 
 
 def check_corpus(root: Path) -> tuple[list[Document], list[Problem]]:
-    """Load every document (collecting load errors), then check links and canaries across documents."""
-    documents: list[Document] = []
-    problems: list[Problem] = []
-    for path in corpus_files(root):
-        try:
-            documents.append(load_document(path, root))
-        except CorpusError as exc:
-            problems.append(Problem(exc.path, exc.line, exc.field, exc.message))
-        except UnicodeDecodeError:
-            problems.append(Problem(str(path), 1, "(file)", "not UTF-8 text; save the file as UTF-8"))
+    """Load every document (collecting every problem in each), then check links and canaries across documents.
+
+    A document that does not load is still a document: links and registry entries naming it are not
+    reported again; its own problems say what to fix.
+    """
+    documents, load_errors = read_documents(root)
+    problems = [Problem.of(error) for error in load_errors]
+    files = corpus_files(root)
+    if not files:
+        problems.append(Problem(str(root), 0, "(folder)", f"no documents found; a corpus folder needs at least one "
+                                f"{', '.join(EXTENSIONS)} document (a top-level README.md does not count)"))
+    unloaded = frozenset(doc_id_of(path, root) for path in files) - {d.doc_id for d in documents}
     by_id = {d.doc_id: d for d in documents}
     for doc in documents:
         path = str(root / doc.doc_id)
+        if doc.superseded_by in unloaded:
+            continue
         if doc.superseded_by and doc.superseded_by not in by_id:
             problems.append(Problem(path, 1, "superseded_by", f"value {doc.superseded_by!r} is not a document in "
                                     f"{root}; name the replacement by its path relative to the corpus folder"))
         elif doc.superseded_by and by_id[doc.superseded_by].status != "current":
             problems.append(Problem(path, 1, "superseded_by", f"value {doc.superseded_by!r} is itself superseded; "
                                     "point at the current version"))
-    problems += check_canaries(root, documents)
+    problems += check_canaries(root, documents, unloaded)
     return documents, problems
 
 
-def check_canaries(root: Path, documents: Sequence[Document]) -> list[Problem]:
-    """Every canary in a document is declared in its metadata and registered in canaries.json, and vice versa."""
+def check_canaries(root: Path, documents: Sequence[Document], unloaded: frozenset[str] = frozenset()) -> list[Problem]:
+    """Every canary in a document is declared in its metadata and registered in canaries.json, and vice versa.
+
+    Registry entries for the `unloaded` doc ids (files that exist but did not load) are not checked.
+    """
     problems: list[Problem] = []
     registry_path = str(root / CANARIES_FILE)
     try:
         registry = read_canaries(root)
     except CorpusError as exc:
-        return [Problem(exc.path, exc.line, exc.field, exc.message)]
+        return [Problem.of(exc)]
     by_id = {d.doc_id: d for d in documents}
     for doc_id, canary in registry.items():
         doc = by_id.get(doc_id)
+        if doc_id in unloaded:
+            continue
         if doc is None:
             problems.append(Problem(registry_path, 1, "doc_id", f"value {doc_id!r} is not a document; remove the "
                                     "entry or fix the path"))
@@ -98,26 +115,39 @@ def check_canaries(root: Path, documents: Sequence[Document]) -> list[Problem]:
     return problems
 
 
-def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str) -> list[Problem]:
-    """The rules one golden line must keep against the corpus."""
+def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str,
+                   malformed: frozenset[str] = frozenset()) -> list[Problem]:
+    """The rules one golden line must keep against the corpus.
+
+    `malformed` names the fields with a shape problem (from harness.golden.check_line, e.g. "answer",
+    "evidence[1]"). A rule that reads such a field is skipped, since it would only repeat that problem;
+    every other rule still runs, so one line reports all of its problems at once.
+    """
     out: list[Problem] = []
+    broken = {field.split("[")[0] for field in malformed}
 
     def problem(field: str, message: str) -> None:
         out.append(Problem(path, q.line, field, message))
 
-    has = [bool(q.evidence), bool(q.facts), bool(q.answer.strip())]
-    if q.answerable and not all(has):
-        missing = [n for n, h in zip(("evidence", "facts", "answer"), has) if not h][0]
-        problem(missing, "is empty but answerable is true; fill it in, or set answerable to false")
-    if not q.answerable and any(has):
-        filled = [n for n, h in zip(("evidence", "facts", "answer"), has) if h][0]
-        problem(filled, "must be empty when answerable is false (use [] or \"\")")
-    if q.answerable == ("unanswerable" in q.tags):
+    def usable(*fields: str) -> bool:
+        return not broken.intersection(fields)
+
+    filled = {"evidence": bool(q.evidence), "facts": bool(q.facts), "answer": bool(q.answer.strip())}
+    for name, has in filled.items():
+        if not usable("answerable", name):
+            continue
+        if q.answerable and not has:
+            problem(name, "is empty but answerable is true; fill it in, or set answerable to false")
+        if not q.answerable and has:
+            problem(name, "must be empty when answerable is false (use [] or \"\")")
+    if usable("answerable", "tags") and q.answerable == ("unanswerable" in q.tags):
         problem("tags", "the 'unanswerable' tag goes on exactly the questions with answerable false")
-    if "multi-hop" in q.tags and len({e.doc_id for e in q.evidence}) < 2:
+    if usable("tags", "evidence") and "multi-hop" in q.tags and len({e.doc_id for e in q.evidence}) < 2:
         problem("evidence", "a multi-hop question needs evidence from at least two different documents")
     quotes: list[str] = []
-    for i, ev in enumerate(q.evidence):
+    # Malformed evidence items are not in q.evidence; the others keep their numbers from the file.
+    numbers = (i for i in itertools.count() if f"evidence[{i}]" not in malformed)
+    for i, ev in zip(numbers, q.evidence):
         field = f"evidence[{i}]"
         doc = docs.get(ev.doc_id)
         if doc is None:
@@ -135,13 +165,14 @@ def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str) -> l
             problem(f"{field}.quote", f"value {ev.quote[:80]!r} is not in {ev.doc_id} (after collapsing "
                     "whitespace); copy it exactly from the document text as the loader produces it")
         quotes.append(ev.quote)
-    for fact in q.facts:
+    for fact in q.facts if usable("facts", "evidence") else ():
         if quotes and not any(contains_fact(quote, fact) for quote in quotes):
             problem("facts", f"value {fact!r} does not occur in any evidence quote; facts must be stated by the evidence")
     return out
 
 
 def check_golden(paths: Iterable[Path], docs: dict[str, Document]) -> tuple[list[GoldenQuestion], list[Problem]]:
+    """Every problem in every line of every golden file: its shape, its ids, and its fit to the corpus."""
     questions: list[GoldenQuestion] = []
     problems: list[Problem] = []
     first_seen: dict[str, str] = {}
@@ -149,21 +180,25 @@ def check_golden(paths: Iterable[Path], docs: dict[str, Document]) -> tuple[list
         if not path.is_file():
             problems.append(Problem(str(path), 0, "(file)", "golden file not found; check the path given to --golden"))
             continue
-        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                q = parse_line(raw, path, number)
-            except GoldenError as exc:
-                problems.append(Problem(exc.path, exc.line, exc.field, exc.message))
+        numbered = enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        lines = [(number, raw) for number, raw in numbered if raw.strip()]
+        if not lines:
+            problems.append(Problem(str(path), 1, "(file)", "has no questions; a golden file needs at least one "
+                                    "question, one JSON object per line (see golden_set/README.md)"))
+        for number, raw in lines:
+            q, shape = check_line(raw, path, number)
+            problems += [Problem.of(error) for error in shape]
+            if q is None:
                 continue
             where = f"{path}:{number}"
             if q.id in first_seen:
                 problems.append(Problem(str(path), number, "id", f"value {q.id!r} is already used at "
                                         f"{first_seen[q.id]}; ids must be unique across golden files"))
-            first_seen.setdefault(q.id, where)
-            problems += check_question(q, docs, str(path))
-            questions.append(q)
+            elif q.id:
+                first_seen[q.id] = where
+            problems += check_question(q, docs, str(path), frozenset(error.field for error in shape))
+            if not shape:
+                questions.append(q)
     return questions, problems
 
 
@@ -171,8 +206,9 @@ def validate(corpus: Path | str, golden: Sequence[Path | str]) -> Report:
     """Check the corpus and every golden file; never stops at the first problem."""
     root = Path(corpus)
     documents, problems = check_corpus(root)
-    questions, golden_problems = check_golden([Path(p) for p in golden], {d.doc_id: d for d in documents})
-    return Report(documents, questions, problems + golden_problems)
+    paths = tuple(Path(p) for p in golden)
+    questions, golden_problems = check_golden(paths, {d.doc_id: d for d in documents})
+    return Report(documents, questions, problems + golden_problems, paths)
 
 
 def describe(report: Report) -> str:
@@ -184,23 +220,38 @@ def describe(report: Report) -> str:
         f"documents: {len(report.documents)} ({', '.join(f'{k} {v}' for k, v in sorted(formats.items()))}), "
         f"words: {words}, superseded: {sum(d.status == 'superseded' for d in report.documents)}, "
         f"with canary: {sum(bool(d.canary) for d in report.documents)}",
+    ]
+    if not report.golden:
+        return "\n".join(lines + ["no golden files checked; pass --golden FILE (repeatable) to check questions "
+                                   "against this corpus"])
+    lines += [
         f"questions: {len(report.questions)}, answerable: {sum(q.answerable for q in report.questions)}",
         "tags: " + ", ".join(f"{t} {n}" for t, n in sorted(tags.items())),
     ]
     return "\n".join(lines)
 
 
-def default_golden(root: Path = Path("golden_set")) -> list[Path]:
+def default_golden(root: Path = SHIPPED_GOLDEN) -> list[Path]:
     return [p for p in (root / "dev.jsonl", root / "holdout.jsonl") if p.is_file()]
+
+
+def golden_files(corpus: Path | str, golden: Sequence[Path | str] | None) -> list[Path]:
+    """The golden files to check: those given; else the shipped ones if `corpus` is the shipped folder; else none.
+
+    The shipped questions quote the shipped documents, so against a team's corpus they could only fail.
+    """
+    if golden:
+        return [Path(p) for p in golden]
+    return default_golden() if Path(corpus).resolve() == SHIPPED_CORPUS.resolve() else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.validate", description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default="corpus")
+    parser.add_argument("--corpus", default=str(SHIPPED_CORPUS))
     parser.add_argument("--golden", nargs="*", default=None)
     args = parser.parse_args(argv)
     try:
-        report = validate(args.corpus, args.golden if args.golden is not None else default_golden())
+        report = validate(args.corpus, golden_files(args.corpus, args.golden))
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from harness.cli import app
+from harness.corpus import CorpusError, load_corpus
+from harness.golden import GoldenError, read_golden
 from harness.validate import main, validate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -171,3 +175,98 @@ def test_cli_exit_codes(corpus, golden_lines, tmp_path, capsys):
     assert main(["--corpus", str(corpus), "--golden", str(bad)]) == 1
     assert "1 problem(s)" in capsys.readouterr().out
     assert main(["--corpus", str(tmp_path / "nowhere")]) == 2
+
+
+def test_every_problem_in_a_golden_line_is_reported(corpus, golden_lines, tmp_path):
+    del golden_lines[0]["answer"]
+    golden_lines[0]["evidence"][0]["quote"] = "Objects move to cold-vault after 90 days once the archive rule is on."
+    golden_lines[0]["tags"].append("tricky")
+    golden = write(tmp_path / "g.jsonl", golden_lines[:1])
+    messages = problems(corpus, [golden])
+    assert len(messages) == 3, messages
+    missing, tag, quote = messages
+    assert missing.startswith(f"{golden}:1: field 'answer': missing")
+    assert tag.startswith(f"{golden}:1: field 'tags'") and "'tricky'" in tag and "use one of" in tag
+    assert quote.startswith(f"{golden}:1: field 'evidence[0].quote'") and "once the archive rule" in quote
+    assert "copy it exactly" in quote
+
+
+def test_a_malformed_evidence_item_does_not_hide_problems_in_the_others(corpus, golden_lines, tmp_path):
+    good = golden_lines[0]["evidence"][0]
+    golden_lines[0]["evidence"] = [{"doc_id": "guides/lifecycle.md"}, good | {"doc_id": "guides/no-such-doc.md"}]
+    messages = problems(corpus, [write(tmp_path / "g.jsonl", golden_lines[:1])])
+    assert [m.split(": ")[1] for m in messages] == ["field 'evidence[0]'", "field 'evidence[1].doc_id'"], messages
+
+
+def test_every_problem_in_a_document_is_reported(corpus):
+    path = corpus / "guides/lifecycle.md"
+    path.write_text(path.read_text().replace("type: guide", "type: tutorial").replace("2026-05-14", "May 14")
+                    .replace("status: current", "status: current\nauthor: me"))
+    messages = problems(corpus, [])
+    assert [m.split(": ")[0:2] for m in messages] == [
+        [f"{path}:7", "field 'author'"], [f"{path}:3", "field 'type'"], [f"{path}:5", "field 'updated'"]], messages
+    assert "'tutorial'" in messages[1] and "'May 14'" in messages[2] and "YYYY-MM-DD" in messages[2]
+
+
+def test_read_golden_for_eval_lists_every_problem(corpus, golden_lines, tmp_path):
+    del golden_lines[0]["answer"]
+    golden_lines[1]["tags"] = ["bogus"]
+    golden = write(tmp_path / "g.jsonl", golden_lines[:2])
+    with pytest.raises(GoldenError) as error:
+        read_golden(golden)
+    lines = str(error.value).splitlines()
+    assert lines == [str(p) for p in validate(corpus, [golden]).problems]
+    assert [line.split(": ")[0:2] for line in lines] == [
+        [f"{golden}:1", "field 'answer'"], [f"{golden}:2", "field 'tags'"]]
+
+
+def test_load_corpus_for_eval_lists_every_problem(corpus):
+    for name in ("guides/lifecycle.md", "policies/refunds.txt"):
+        path = corpus / name
+        path.write_text(path.read_text().replace("2026", "26", 1).replace("current", "live", 1))
+    with pytest.raises(CorpusError) as error:
+        load_corpus(corpus)
+    lines = str(error.value).splitlines()
+    assert [(Path(line.split(":")[0]).name, line.split(": ")[1]) for line in lines] == [
+        ("lifecycle.md", "field 'status'"), ("lifecycle.md", "field 'updated'"),
+        ("refunds.txt", "field 'status'"), ("refunds.txt", "field 'updated'")], lines
+
+
+@pytest.fixture
+def team_folder(corpus, tmp_path, golden_lines, monkeypatch) -> Path:
+    """The shipped layout (corpus/, golden_set/dev.jsonl with one line that does not fit it) and a team corpus."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(corpus, tmp_path / "team_corpus")
+    golden_lines[0]["evidence"][0]["quote"] = "A sentence about 90 days that this corpus does not contain anywhere."
+    (tmp_path / "golden_set").mkdir()
+    write(tmp_path / "golden_set/dev.jsonl", golden_lines)
+    return tmp_path
+
+
+@pytest.mark.parametrize("entry", ["module", "cli"])
+def test_a_team_corpus_without_golden_is_checked_alone(team_folder, entry, capsys):
+    def run(*args: str) -> tuple[int, str]:
+        if entry == "module":
+            return main(list(args)), capsys.readouterr().out
+        result = CliRunner().invoke(app, ["validate", *args], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    code, out = run("--corpus", "team_corpus")
+    assert code == 0, out
+    assert "no golden files checked" in out and "pass --golden FILE" in out and "golden_set" not in out
+    code, out = run()  # the shipped corpus folder still gets the shipped golden files
+    assert code == 1 and "golden_set/dev.jsonl:1: field 'evidence[0].quote'" in out, out
+    code, out = run("--corpus", "team_corpus", "--golden", "golden_set/dev.jsonl")
+    assert code == 1 and "1 problem(s)" in out, out
+
+
+def test_empty_corpus_and_empty_golden_file_are_problems(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "README.md").write_text("# Notes\n")
+    golden = tmp_path / "g.jsonl"
+    golden.write_text("\n")
+    empty_corpus, empty_golden = problems(folder, [golden])
+    assert empty_corpus.startswith(f"{folder}:") and "no documents" in empty_corpus
+    assert all(kind in empty_corpus for kind in (".md", ".html", ".txt"))
+    assert empty_golden.startswith(f"{golden}:") and "at least one question" in empty_golden
