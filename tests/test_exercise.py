@@ -186,7 +186,7 @@ def test_pipeline_answer_keeps_the_contract(tmp_path: Path) -> None:
     assert set(answer.citations) <= set(answer.context)
     assert {"retrieve", "generate", "total"} <= set(answer.latency_ms)
     assert all(value >= 0 for value in answer.latency_ms.values())
-    assert pipeline.index_stats["chunks"] == len(pipeline.chunks) and pipeline.index_stats["cached"] is False
+    assert pipeline.index_stats.chunks == len(pipeline.chunks) and pipeline.index_stats.cached is False
     assert [h.chunk.chunk_id for h in pipeline.search("What does error WX-4408 mean?", 4)] == retrieved_ids[:4]
 
 
