@@ -34,9 +34,10 @@ def check_knobs_are_read(config: Config) -> None:
     for name, (task, where) in NOT_READ_YET.items():
         value, default = getattr(config, name), getattr(defaults, name)
         if value != default:
-            raise ValueError(f"config field {name}={value!r} would change nothing: the pipeline does not read {name} "
-                             f"yet (TODO(task {task}) in {where}). Implement task {task}, then remove {name!r} from "
-                             f"NOT_READ_YET in exercise/pipeline.py; until then leave {name} at its default, {default!r}")
+            raise ValueError(f"config field {name}={value!r} would change nothing: the pipeline does not read "
+                             f"{name} yet (TODO(task {task}) in {where}). Implement task {task}, then remove {name!r} "
+                             f"from NOT_READ_YET in exercise/pipeline.py; until then leave {name} at its default, "
+                             f"{default!r}")
 
 
 def build_pipeline(config: Config, documents: Sequence[Document]) -> StarterPipeline:
