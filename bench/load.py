@@ -153,8 +153,8 @@ def main() -> int:
             report = {"pipeline": args.pipeline, "corpus": str(args.corpus), "config": args.config,
                       "startup_seconds": round(time.perf_counter() - started, 2), "docs": health["docs"],
                       "chunks": health.get("chunks"), "cpu_count": os.cpu_count(), "results": []}
-            for endpoint, field in (("/api/search", "query"), ("/api/ask", "question")):
-                bodies = [{field: questions[i % len(questions)]} for i in range(args.requests)]
+            for endpoint in ("/api/search", "/api/ask"):  # both take the question text as "question"
+                bodies = [{"question": questions[i % len(questions)]} for i in range(args.requests)]
                 for clients in levels:
                     result = run_level(base, endpoint, bodies, clients, args.max_seconds)
                     result["peak_rss_mb"] = httpx.get(base + "/healthz", timeout=10).json()["peak_rss_mb"]

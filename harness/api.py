@@ -22,8 +22,13 @@ def examples(*items: dict) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": list(items)})
 
 
+def request_examples(*items: dict) -> ConfigDict:
+    """examples(), and an unknown field is a 422 that names it (e.g. "query" sent to /api/search), not ignored."""
+    return ConfigDict(json_schema_extra={"examples": list(items)}, extra="forbid")
+
+
 ASK_EXAMPLE = {"question": "How long until my files move to the archive tier?", "k": 10}
-SEARCH_EXAMPLE = {"query": "KOS-4032 bucket name taken", "k": 5}
+SEARCH_EXAMPLE = {"question": "KOS-4032 bucket name taken", "k": 5}
 EVIDENCE_EXAMPLE = {"doc_id": "guides/lifecycle.md", "quote": "Objects transition to cold-vault after 90 days"}
 HIT_EXAMPLE = {"rank": 1, "chunk_id": "guides/lifecycle.md#0", "doc_id": "guides/lifecycle.md",
                "text": "## Transitions\n\nObjects transition to cold-vault after 90 days ...", "start": 0, "end": 420,
@@ -45,7 +50,7 @@ def _not_blank(value: str, name: str, example: dict) -> str:
 
 
 class AskRequest(BaseModel):
-    model_config = examples(ASK_EXAMPLE, {"question": "What does KOS-4032 mean?", "golden_id": "fx-02"})
+    model_config = request_examples(ASK_EXAMPLE, {"question": "What does KOS-4032 mean?", "golden_id": "fx-02"})
     question: str = Field(max_length=MAX_QUESTION_CHARS, description="the question, 1 to 2,000 characters")
     k: Optional[int] = Field(None, ge=K_MIN, le=K_MAX, description="retrieved hits to return (1-50); default: all")
     golden_id: Optional[str] = Field(None, description="a dev question id, to mark hits covering its evidence; "
@@ -58,14 +63,15 @@ class AskRequest(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = examples(SEARCH_EXAMPLE)
-    query: str = Field(max_length=MAX_QUESTION_CHARS, description="the query, 1 to 2,000 characters")
+    model_config = request_examples(SEARCH_EXAMPLE)
+    question: str = Field(max_length=MAX_QUESTION_CHARS, description="the question to retrieve for, as /api/ask "
+                                                                     "takes it, 1 to 2,000 characters")
     k: int = Field(10, ge=K_MIN, le=K_MAX, description="hits to return (1-50)")
 
-    @field_validator("query")
+    @field_validator("question")
     @classmethod
-    def query_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "query", SEARCH_EXAMPLE)
+    def question_not_blank(cls, value: str) -> str:
+        return _not_blank(value, "question", SEARCH_EXAMPLE)
 
 
 class EvidenceOut(BaseModel):
@@ -124,8 +130,9 @@ class AskResponse(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    model_config = examples({"query": SEARCH_EXAMPLE["query"], "k": 5, "hits": [HIT_EXAMPLE], "latency_ms": {"search": 1.2}})
-    query: str
+    model_config = examples({"question": SEARCH_EXAMPLE["question"], "k": 5, "hits": [HIT_EXAMPLE],
+                             "latency_ms": {"search": 1.2}})
+    question: str
     k: int
     hits: list[HitOut]
     latency_ms: dict[str, float]
@@ -241,6 +248,8 @@ def explain(error: dict, example: dict) -> str:
         return f"the request body is not valid JSON; send e.g. {json.dumps(example)}"
     if kind == "missing":
         return f"{field} is missing; send a JSON object such as {json.dumps(example)}"
+    if kind == "extra_forbidden":
+        return f"{field} is not a field of this request; send e.g. {json.dumps(example)}"
     if field == "k":
         return f"k={value!r} is out of range; send an integer from {K_MIN} to {K_MAX} (e.g. \"k\": 10), or leave k out"
     if kind == "string_too_long":

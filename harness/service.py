@@ -200,11 +200,11 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
 
     @app.post("/api/search", response_model=SearchResponse, responses=ERRORS, tags=["pipeline"])
     def search(body: SearchRequest) -> SearchResponse:
-        """Retrieval only: the pipeline's k best hits for the query."""
+        """Retrieval only: the pipeline's k best hits for the question."""
         begun = time.perf_counter()
-        hits = call_pipeline(lambda: built.search(body.query, body.k))
+        hits = call_pipeline(lambda: built.search(body.question, body.k))
         took = (time.perf_counter() - begun) * 1000
-        return SearchResponse(query=body.query, k=body.k, latency_ms={"search": took},
+        return SearchResponse(question=body.question, k=body.k, latency_ms={"search": took},
                               hits=[hit_out(r, h, set(), set(), None) for r, h in enumerate(hits, start=1)])
 
     @app.get("/api/docs/{doc_id:path}", response_model=DocOut, responses=ERRORS, tags=["corpus"])

@@ -149,6 +149,20 @@ def test_asking_a_golden_question_shows_answer_citations_and_evidence(page, serv
     assert "After 90 days, to cold-vault." in page.inner_text('[data-testid="expected"]')
 
 
+def test_search_only_sends_the_question_and_shows_its_hits_without_an_answer(page, server):
+    base, _ = server
+    question = "How long until my files move to the archive tier?"
+    page.fill('[data-testid="question"]', question)
+    page.click('[data-testid="search-button"]')
+    page.wait_for_selector('[data-testid="hit"]')
+    expected = httpx.post(base + "/api/search", json={"question": question, "k": 20}).json()
+    hits = page.locator('[data-testid="hit"]')
+    shown = [hits.nth(i).get_attribute("data-chunk-id") for i in range(hits.count())]
+    assert shown == [hit["chunk_id"] for hit in expected["hits"]] and shown
+    assert "no answer generated" in page.inner_text('[data-testid="answer"]')
+    assert page.locator('[data-testid="citation"]').count() == 0
+
+
 def test_a_citation_opens_the_document_with_the_chunk_highlighted(page):
     ask_golden(page, "fx-01")
     page.locator('[data-testid="citation"]').first.click()

@@ -87,11 +87,21 @@ def test_ask_takes_k_and_an_explicit_golden_id(client):
 
 
 def test_search_is_retrieval_only(client):
-    body = client.post("/api/search", json={"query": "KOS-4032 bucket name", "k": 2}).json()
-    assert body["k"] == 2 and len(body["hits"]) == 2
+    body = client.post("/api/search", json={"question": "KOS-4032 bucket name", "k": 2}).json()
+    assert body["question"] == "KOS-4032 bucket name" and body["k"] == 2 and len(body["hits"]) == 2
     assert body["hits"][0]["doc_id"] == "guides/errors.html"
     assert not any(h["in_context"] or h["cited"] for h in body["hits"])
     assert "search" in body["latency_ms"]
+
+
+def test_search_takes_the_question_as_ask_does_and_names_the_old_query_field_when_refusing_it(client):
+    asked = client.post("/api/ask", json={"question": REFUND_QUESTION, "k": 3}).json()
+    searched = client.post("/api/search", json={"question": REFUND_QUESTION, "k": 3}).json()
+    assert [h["chunk_id"] for h in searched["hits"]] == [h["chunk_id"] for h in asked["retrieved"]]
+    res = client.post("/api/search", json={"query": REFUND_QUESTION, "k": 3})
+    assert res.status_code == 422
+    assert "query is not a field of this request" in res.json()["detail"]
+    assert '"question": "KOS-4032 bucket name taken"' in res.json()["detail"]  # the example shows the field to use
 
 
 def test_docs_resolve_by_id_with_metadata(client):
@@ -182,10 +192,11 @@ def test_the_page_and_its_assets_are_served(client):
     ("/api/ask", {"question": "ok", "k": "ten"}, "from 1 to 50"),
     ("/api/ask", {}, "question is missing"),
     ("/api/ask", {"query": "wrong field"}, "question is missing"),
-    ("/api/search", {"query": ""}, "query is empty"),
-    ("/api/search", {"query": "y" * 2001}, "limit is 2,000"),
-    ("/api/search", {"query": "ok", "k": 500}, "from 1 to 50"),
-    ("/api/search", {"question": "wrong field"}, "query is missing"),
+    ("/api/ask", {"question": "ok", "golden": "fx-01"}, "golden is not a field of this request"),
+    ("/api/search", {"question": ""}, "question is empty"),
+    ("/api/search", {"question": "y" * 2001}, "limit is 2,000"),
+    ("/api/search", {"question": "ok", "k": 500}, "from 1 to 50"),
+    ("/api/search", {"query": "wrong field"}, "question is missing"),
 ])
 def test_bad_requests_say_what_to_fix(client, path, body, fragment):
     res = client.post(path, json=body)
@@ -296,7 +307,7 @@ def test_with_a_token_every_api_request_needs_it(make_client):
     assert client.post("/api/ask", content=b"{bad", headers={"content-type": "application/json"}).status_code == 401
     good = {"Authorization": "Bearer s3cret"}
     assert client.get("/api/golden", headers=good).status_code == 200
-    assert client.post("/api/search", json={"query": "refund"}, headers=good).status_code == 200
+    assert client.post("/api/search", json={"question": "refund"}, headers=good).status_code == 200
     assert client.get("/healthz").json()["token_required"] is True
 
 

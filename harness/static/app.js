@@ -181,11 +181,12 @@ function renderAnswer(res) {
   renderHits(res.retrieved, res.golden);
 }
 
-function askBody(field) {
+// The body for /api/ask, or for /api/search without golden_id: both take the question text as "question".
+function askBody(withGolden) {
   const text = $("#question").value;
-  const body = { [field]: text, k: Number($("#k").value) || 20 };
+  const body = { question: text, k: Number($("#k").value) || 20 };
   const chosen = state.golden.find((q) => q.id === $("#golden-select").value);
-  if (field === "question" && chosen && chosen.question === text) body.golden_id = chosen.id;
+  if (withGolden && chosen && chosen.question === text) body.golden_id = chosen.id;
   return body;
 }
 
@@ -198,14 +199,14 @@ async function runAsk(event, searchOnly = false) {
   status.textContent = searchOnly ? "searching…" : "asking…";
   try {
     if (searchOnly) {
-      const res = await api("/api/search", askBody("query"));
+      const res = await api("/api/search", askBody(false));
       $("#answer").className = "answer placeholder";
       $("#answer").textContent = "Search only: no answer generated.";
       ["#citations", "#expected"].forEach((s) => { $(s).innerHTML = ""; });
       renderLatency(res.latency_ms);
       renderHits(res.hits, null);
     } else {
-      renderAnswer(await api("/api/ask", askBody("question")));
+      renderAnswer(await api("/api/ask", askBody(true)));
     }
     status.textContent = "";
   } catch (err) {
