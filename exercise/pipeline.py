@@ -46,6 +46,7 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> StarterPipe
         raise ValueError(f"k_retrieve must be at least {SCORED_DEPTH}, got {config.k_retrieve}; "
                          f"the harness scores the top {SCORED_DEPTH} hits (example: --config k_retrieve=20)")
     check_knobs_are_read(config)
+    generator: Generator = make_generator(config)  # before indexing, so a bad choice fails fast
     chunker: Chunker = FixedSizeChunker(config.chunk_size, config.chunk_overlap)
     chunks = [chunk for document in documents for chunk in chunker.chunk(document)]
     cache = EmbeddingCache(config.cache_dir)
@@ -54,8 +55,19 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> StarterPipe
     retriever.index(chunks)
     # cached stays False when nothing used the embedding cache
     index_stats = IndexStats(len(chunks), time.perf_counter() - started, cache.last_build["cached"])
-    generator: Generator = ExtractiveGenerator(config.answer_sentences)
     return StarterPipeline(config, documents, chunks, retriever, generator, index_stats)
+
+
+def make_generator(config: Config) -> Generator:
+    """The generator config.generator names: "extractive" (the default, offline) or "llm" (exercise/llm.py)."""
+    if config.generator == "extractive":
+        return ExtractiveGenerator(config.answer_sentences)
+    if config.generator == "llm":
+        from .llm import LLMGenerator  # imported only when chosen: it loads the openai client
+
+        return LLMGenerator(config)
+    raise ValueError(f"unknown generator {config.generator!r}; choose extractive or llm "
+                     "(example: --config generator=llm)")
 
 
 class StarterPipeline:
