@@ -1,32 +1,36 @@
-"""`ragkata grade`: run starter, candidate and reference on dev and holdout, score them here, write the scorecard.
+"""`ragkata-grader grade`: run starter, candidate and reference on dev and holdout, score them here, write the scorecard.
 
 Each pipeline runs in a killable worker (sandbox.py); each answer is scored in this process with
-harness/runner.sample_record and appended at once to <out>/runs/<side>-<split>/samples.jsonl. Whatever
-the candidate's code does, the three scorecard files are written.
+harness.scoring.score_sample and appended at once to <out>/runs/<side>-<split>/samples.jsonl; the
+summaries are computed from those lines. Whatever the candidate's code does, the three scorecard files
+are written. The scorecard is a Scorecard record (card.py).
 Left out on purpose: the layout of the scorecard (render_md.py, render_html.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from grader import changes as changes_mod
 from grader import rubric as rubric_mod
 from grader import scorecard as sc
+from grader.card import VERSION, Scorecard, Side
 from grader.render_html import render_html
 from grader.render_md import render_md
 from grader.sandbox import INTERVIEWER_ROOT, Limits, Session, Target, run_target
 from grader.timeline import build_timeline, git
 from harness.corpus import corpus_hash, load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
-from harness.runner import file_sha256, read_samples, sample_record
-from harness.scoring import summarize
+from harness.records import Sample
+from harness.runner import append_sample, file_sha256, read_samples, write_json
+from harness.scoring import score_sample, summarize
 
 FILES = ("scorecard.json", "scorecard.md", "scorecard.html")
 Progress = Callable[[str, int, int], None]  # (side, questions done, questions total)
@@ -39,7 +43,7 @@ def _targets(candidate: Path, reference: str, config: Sequence[str]) -> dict[str
 
 
 def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], corpus: Path, canaries: dict,
-             limits: Limits, out: Path, progress: Progress) -> tuple[dict, dict[str, list[dict]]]:
+             limits: Limits, out: Path, progress: Progress) -> tuple[Side, dict[str, list[Sample]]]:
     """Run one side over every question; (side info, {split: scored samples}). Never raises for the pipeline."""
     folders = {split: out / "runs" / f"{target.label}-{split}" for split in sc.SPLITS}
     for folder in folders.values():
@@ -53,9 +57,7 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
 
     def record(key: str, answer, error: str | None, wall_ms: float) -> None:
         split, question = questions[key]
-        sample = sample_record(question, answer, error, canaries, wall_ms)
-        files[split].write(json.dumps(sample, ensure_ascii=False) + "\n")
-        files[split].flush()
+        append_sample(files[split], score_sample(question, answer, error, canaries, wall_ms))
         done.add(key)
         progress(target.label, len(done), len(questions))
 
@@ -73,13 +75,12 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
     samples = {split: read_samples(folder / "samples.jsonl") for split, folder in folders.items()}
     for split, folder in folders.items():
         if samples[split]:
-            (folder / "summary.json").write_text(json.dumps(summarize(samples[split]), indent=2) + "\n", encoding="utf-8")
-    errors = sum(s["error"] is not None for split in sc.SPLITS for s in samples[split])
-    info = {"module": target.module, "root": str(target.root), "config_overrides": list(target.config),
-            "build": session.build, "incidents": session.incidents, "peak_rss_mb": session.peak_rss_mb,
-            "timeouts": session.timeouts, "crashes": session.crashes, "not_run": session.not_run, "errors": errors,
-            "log": str(log)}
-    return info, samples
+            write_json(folder / "summary.json", summarize(samples[split]).to_json())
+    side = Side(module=target.module, root=str(target.root), config_overrides=tuple(target.config), build=session.build,
+                incidents=tuple(session.incidents), peak_rss_mb=session.peak_rss_mb, timeouts=session.timeouts,
+                crashes=session.crashes, not_run=session.not_run,
+                errors=sum(s.error is not None for split in sc.SPLITS for s in samples[split]), log=str(log))
+    return side, samples
 
 
 def _guarded(name: str, build: Callable[[], dict]) -> dict:
@@ -90,9 +91,10 @@ def _guarded(name: str, build: Callable[[], dict]) -> dict:
         return {"error": f"{name} unavailable: {type(exc).__name__}: {exc}"}
 
 
-def _notes(card: dict, holdout: Path | None, reference: str) -> list[str]:
+def _notes(inputs: Mapping, sides: Mapping[str, Side], timeline: Mapping, holdout: Path | None,
+           reference: str) -> list[str]:
     notes = []
-    busy, cpus = card["inputs"]["load_average"], card["inputs"]["cpu_count"] or 1
+    busy, cpus = inputs["load_average"], inputs["cpu_count"] or 1
     if busy > cpus:
         notes.append(f"the machine was busy while grading (load average {busy:g} on {cpus} CPUs): latency figures are "
                      "unreliable; grade again on a quiet machine before discussing latency")
@@ -103,8 +105,9 @@ def _notes(card: dict, holdout: Path | None, reference: str) -> list[str]:
         notes.append(f"set in the grader's environment, and applied to every side's Config: {', '.join(env)}")
     if reference != "grader.solutions":
         notes.append(f"reference pipeline: {reference} (not grader.solutions)")
-    runs = [r for r in card["timeline"].get("runs", []) if r["complete"]]
-    chosen = (card["sides"]["candidate"].get("build") or {}).get("config") or {}
+    runs = [r for r in timeline.get("runs", []) if r["complete"]]
+    build = sides["candidate"].build
+    chosen = build.config if build else {}
     if runs and chosen:
         last = runs[-1]["config"]
         differ = [f"{k}={v}" for k, v in sorted(last.items()) if k in chosen and chosen[k] != v]
@@ -118,7 +121,7 @@ def _notes(card: dict, holdout: Path | None, reference: str) -> list[str]:
 def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, corpus: Path = Path("corpus"),
           reference: str = "grader.solutions", config: Sequence[str] = (), limits: Limits = Limits(),
           ratings: Path | None = None, run_tests: bool = True, tests_timeout_s: float = 600.0,
-          progress: Progress = lambda side, done, total: None) -> dict:
+          progress: Progress = lambda side, done, total: None) -> Scorecard:
     """Grade the candidate folder and write scorecard.{json,md,html} and ratings.template.json into out."""
     candidate, out, corpus = candidate.resolve(), out.resolve(), corpus.resolve()
     if not (candidate / "exercise").is_dir():
@@ -143,43 +146,46 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
                  for side in sc.SIDES}
     by_key = {(split, q.id): q for split, q in questions.values()}
     head = git(candidate, "rev-parse", "HEAD")
-    card = {
-        "version": 1,
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "candidate": {"dir": str(candidate), "name": candidate.name, "commit": head.strip() if head else None,
-                      "dirty": bool((git(candidate, "status", "--porcelain") or "").strip()) if head else None},
-        "inputs": {"dev": {"path": str(dev), "sha256": file_sha256(dev), "questions": len(golden["dev"])},
-                   "holdout": {"path": str(holdout), "sha256": file_sha256(holdout), "questions": len(golden["holdout"])}
-                   if holdout else None,
-                   "corpus": {"path": str(corpus), "sha256": corpus_hash(corpus)},
-                   "limits": limits.__dict__, "reference": reference, "candidate_config": list(config),
-                   "load_average": round(max(load), 2), "cpu_count": os.cpu_count()},
-        "sides": sides,
-        "summaries": summaries,
-    }
-    card["headline"] = sc.headline(summaries)
-    card["per_tag"] = sc.per_tag(summaries)
-    card["failures"] = sc.failures(samples, by_key, documents, limits.timeout_s)
-    card["latency"] = sc.latency(summaries, samples, sides)
-    card["timeline"] = _guarded("timeline", lambda: build_timeline(candidate))
-    card["timeline"].setdefault("runs", [])
-    card["timeline"].setdefault("discipline", {"runs": 0})
-    card["changes"] = _guarded("what changed", lambda: changes_mod.what_changed(candidate, INTERVIEWER_ROOT))
-    card["tests"] = (_guarded("tests", lambda: changes_mod.run_candidate_tests(candidate, out / "logs" / "tests.log",
-                                                                                tests_timeout_s))
-                     if run_tests else {"ran": False, "line": "not run (--skip-tests)"})
-    card["notes"] = _notes(card, holdout, reference)
-    card["rubric"] = rubric_mod.build_rubric(card)
-    card["ratings"] = {"file": str(ratings) if ratings else None, **rubric_mod.fold(card["rubric"], rated)}
-    card["seconds"] = round(time.perf_counter() - started, 1)
+    inputs = {"dev": {"path": str(dev), "sha256": file_sha256(dev), "questions": len(golden["dev"])},
+              "holdout": {"path": str(holdout), "sha256": file_sha256(holdout), "questions": len(golden["holdout"])}
+              if holdout else None,
+              "corpus": {"path": str(corpus), "sha256": corpus_hash(corpus)},
+              "limits": dict(limits.__dict__), "reference": reference, "candidate_config": list(config),
+              "load_average": round(max(load), 2), "cpu_count": os.cpu_count()}
+    timeline = _guarded("timeline", lambda: build_timeline(candidate))
+    timeline.setdefault("runs", [])
+    timeline.setdefault("discipline", {"runs": 0})
+    card = Scorecard(
+        version=VERSION,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        candidate={"dir": str(candidate), "name": candidate.name, "commit": head.strip() if head else None,
+                   "dirty": bool((git(candidate, "status", "--porcelain") or "").strip()) if head else None},
+        inputs=inputs,
+        sides=sides,
+        summaries=summaries,
+        headline=sc.headline(summaries),
+        per_tag=sc.per_tag(summaries),
+        failures=sc.failures(samples, by_key, documents, limits.timeout_s),
+        latency=sc.latency(summaries, samples, sides),
+        timeline=timeline,
+        changes=_guarded("what changed", lambda: changes_mod.what_changed(candidate, INTERVIEWER_ROOT)),
+        tests=(_guarded("tests", lambda: changes_mod.run_candidate_tests(candidate, out / "logs" / "tests.log",
+                                                                         tests_timeout_s))
+               if run_tests else {"ran": False, "line": "not run (--skip-tests)"}),
+        notes=_notes(inputs, sides, timeline, holdout, reference),
+        rubric=[], ratings={}, seconds=0.0,  # filled in below: the rubric's evidence reads the sections above
+    )
+    rubric, totals = rubric_mod.fold(rubric_mod.build_rubric(card), rated)
+    card = dataclasses.replace(card, rubric=rubric, ratings={"file": str(ratings) if ratings else None, **totals},
+                               seconds=round(time.perf_counter() - started, 1))
     write(card, out)
     return card
 
 
-def write(card: dict, out: Path) -> list[Path]:
+def write(card: Scorecard, out: Path) -> list[Path]:
     """Write the three scorecard files (and the ratings template) into out."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scorecard.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "scorecard.json").write_text(json.dumps(card.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "scorecard.md").write_text(render_md(card), encoding="utf-8")
     (out / "scorecard.html").write_text(render_html(card), encoding="utf-8")
     template = out / "ratings.template.json"
@@ -187,12 +193,26 @@ def write(card: dict, out: Path) -> list[Path]:
     return [out / name for name in FILES]
 
 
-def fold_ratings(out: Path, ratings: Path) -> dict:
+def read_scorecard(path: Path) -> Scorecard:
+    """Read a scorecard.json; ValueError naming the file and the fix when it is not one this grader wrote."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != VERSION:
+            raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+        return Scorecard.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a scorecard this grader can read ({type(exc).__name__}: {exc}); "
+                         f"grade again with `ragkata-grader grade --out {path.parent}`") from None
+
+
+def fold_ratings(out: Path, ratings: Path) -> Scorecard:
     """Fold a ratings file into an existing scorecard in out and rewrite its files; nothing is re-run."""
     path = out / "scorecard.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no scorecard to fold ratings into; run `ragkata grade --out {out}` first")
-    card = json.loads(path.read_text(encoding="utf-8"))
-    card["ratings"] = {"file": str(ratings), **rubric_mod.fold(card["rubric"], rubric_mod.read_ratings(ratings))}
+        raise FileNotFoundError(f"{path}: no scorecard to fold ratings into; run `ragkata-grader grade --out {out}` first")
+    rated = rubric_mod.read_ratings(ratings)
+    card = read_scorecard(path)
+    rubric, totals = rubric_mod.fold(card.rubric, rated)
+    card = dataclasses.replace(card, rubric=rubric, ratings={"file": str(ratings), **totals})
     write(card, out)
     return card

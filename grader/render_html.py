@@ -1,16 +1,17 @@
 """The scorecard as one self-contained HTML file: inline CSS and SVG, no scripts, no external references.
 
-Reads only the scorecard dict. Every string that came from a pipeline, a golden file or the
-candidate's repository goes through html.escape. Left out on purpose: JavaScript, web fonts and
-anything that would need a network or a second file.
+Reads only the Scorecard record (grader/card.py). Every string that came from a pipeline, a golden
+file or the candidate's repository goes through html.escape. Left out on purpose: JavaScript, web
+fonts and anything that would need a network or a second file.
 """
 
 from __future__ import annotations
 
 from html import escape
 
+from grader.card import Scorecard
 from grader.charts import SIDE_COLOURS, grouped_bars, timeline_chart
-from grader.scorecard import SIDES
+from grader.scorecard import SIDES, TAG_RECALL, index_line
 from grader.timeline import discipline_lines
 
 CSS = """
@@ -89,23 +90,23 @@ def legend() -> str:
     return " ".join(f'<span class="swatch" style="background:{c}"></span>{s}' for s, c in SIDE_COLOURS.items())
 
 
-def render_html(card: dict) -> str:
-    cand = card["candidate"]
+def render_html(card: Scorecard) -> str:
+    cand = card.candidate
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>ragkata scorecard: {e(cand['name'])}</title><style>{CSS}</style></head><body><main>",
              f"<h1>ragkata scorecard: {e(cand['name'])}</h1>",
-             f'<p class="muted">{e(card["generated"])} · {e(cand["dir"])}'
+             f'<p class="muted">{e(card.generated)} · {e(cand["dir"])}'
              + (f" · commit {e(cand['commit'][:7])}{' (uncommitted changes)' if cand['dirty'] else ''}" if cand.get("commit") else "")
-             + f" · dev {card['inputs']['dev']['questions']} questions · holdout "
-             f"{card['inputs']['holdout']['questions'] if card['inputs']['holdout'] else 0} questions · limits "
-             f"{card['inputs']['limits']['timeout_s']:g} s/question, {card['inputs']['limits']['memory_mb']} MB</p>",
+             + f" · dev {card.inputs['dev']['questions']} questions · holdout "
+             f"{card.inputs['holdout']['questions'] if card.inputs['holdout'] else 0} questions · limits "
+             f"{card.inputs['limits']['timeout_s']:g} s/question, {card.inputs['limits']['memory_mb']} MB</p>",
              '<nav>' + "".join(f'<a href="#s{i}">{i}. {name}</a>' for i, name in enumerate(
                  ("Headline", "Per tag", "Failures", "Latency", "Timeline", "What changed", "Rubric"), 1)) + "</nav>"]
     for side in SIDES:
-        for incident in card["sides"][side]["incidents"]:
+        for incident in card.sides[side].incidents:
             parts.append(f'<div class="banner bad">{e(incident)}</div>')
-    for note in card.get("notes", []):
+    for note in card.notes:
         parts.append(f'<div class="banner warn">{e(note)}</div>')
     for section in (_headline, _per_tag, _failures, _latency, _timeline, _changes, _rubric):
         try:
@@ -116,8 +117,8 @@ def render_html(card: dict) -> str:
     return "\n".join(parts)
 
 
-def _headline(card: dict) -> str:
-    head = card["headline"]
+def _headline(card: Scorecard) -> str:
+    head = card.headline
     rows = []
     for row in head["rows"]:
         gap_c, gap_r = row["gap"]["candidate"], row["gap"]["reference"]
@@ -136,17 +137,17 @@ def _headline(card: dict) -> str:
             + chart + table(header, rows))
 
 
-def _per_tag(card: dict) -> str:
+def _per_tag(card: Scorecard) -> str:
     rows = []
-    for row in card["per_tag"]:
+    for row in card.per_tag:
         for i, (name, values) in enumerate(row["metrics"].items()):
             lead = (f'<td rowspan="{len(row["metrics"])}"><b>{e(row["tag"])}</b></td><td rowspan="{len(row["metrics"])}" '
                     f'class="num">{row["n"]}</td>') if i == 0 else ""
             rows.append(f"<tr>{lead}<td><code>{e(name)}</code></td>"
                         + "".join(bar_td(values.get(side), side, judge(values) if side == "candidate" else "") for side in SIDES)
                         + "</tr>")
-    return ('<h2 id="s2">2. Per tag</h2><p>Each planted difficulty over dev and holdout together: evidence_recall@5 and the '
-            "metric the trap moves.</p>" + table(["tag", "n", "metric", *SIDES], rows, 3))
+    return ('<h2 id="s2">2. Per tag</h2><p>Each planted difficulty over dev and holdout together: '
+            f"{e(TAG_RECALL)} and the metric the trap moves.</p>" + table(["tag", "n", "metric", *SIDES], rows, 3))
 
 
 def _hit(hit: dict, cited: bool = False, answerable: bool = True) -> str:
@@ -185,8 +186,8 @@ def _example(ex: dict) -> str:
             f'<ul class="hits">{retrieved}</ul></div></div></div>')
 
 
-def _failures(card: dict) -> str:
-    fail = card["failures"]
+def _failures(card: Scorecard) -> str:
+    fail = card.failures
     rows = []
     for label, counts in fail["counts"].items():
         s, c, r = counts["starter"], counts["candidate"], counts["reference"]
@@ -205,8 +206,8 @@ def _failures(card: dict) -> str:
     return "".join(parts)
 
 
-def _latency(card: dict) -> str:
-    lat = card["latency"]
+def _latency(card: Scorecard) -> str:
+    lat = card.latency
     rows = []
     for stage, by_side in lat["stages"].items():
         p95 = {s: by_side[s]["p95"] for s in SIDES}
@@ -214,16 +215,19 @@ def _latency(card: dict) -> str:
         rows.append(f"<tr><td><code>{e(stage)}</code></td>" + "".join(
             td(by_side[s]["p50"], digits=1) + td(by_side[s]["p95"], "bad" if s == "candidate" and slow else "", digits=1)
             for s in SIDES) + "</tr>")
-    for label, key, digits in (("index build s", "build_seconds", 2), ("index chunks", "chunks", 0),
+    index = {s: index_line(lat["build_seconds"][s], lat["cached"][s]) for s in SIDES}
+    rows.append("<tr><td>index</td>" + "".join(f'<td class="num" colspan="2">{e(index[s])}</td>' for s in SIDES) + "</tr>")
+    for label, key, digits in (("build_pipeline s (all of it)", "pipeline_seconds", 2), ("index chunks", "chunks", 0),
                                ("peak memory MB", "peak_rss_mb", 0), ("context chars / question", "context_chars", 0)):
         rows.append(f"<tr><td>{label}</td>" + "".join(f'<td class="num" colspan="2">{num(lat[key][s], digits)}</td>' for s in SIDES) + "</tr>")
     header = ["stage", *(f"{s} {p}" for s in SIDES for p in ("p50", "p95"))]
     return ('<h2 id="s4">4. Latency</h2><p>Milliseconds per stage over every question but the first (warm-up). '
-            "Red: the candidate's p95 is over 1.5× both others'.</p>" + table(header, rows))
+            "Red: the candidate's p95 is over 1.5× both others'. build_pipeline is the whole build (model load, "
+            "chunking, index); index is the index alone, built or loaded from the embedding cache.</p>" + table(header, rows))
 
 
-def _timeline(card: dict) -> str:
-    tl = card["timeline"]
+def _timeline(card: Scorecard) -> str:
+    tl = card.timeline
     if tl.get("error"):
         return f'<h2 id="s5">5. Session timeline</h2><div class="banner bad">{e(tl["error"])}</div>'
     d = tl["discipline"]
@@ -260,8 +264,8 @@ def _diff(text: str) -> str:
     return "\n".join(out)
 
 
-def _changes(card: dict) -> str:
-    ch, tests = card["changes"], card["tests"]
+def _changes(card: Scorecard) -> str:
+    ch, tests = card.changes, card.tests
     parts = ['<h2 id="s6">6. What changed</h2>']
     if ch.get("error"):
         parts.append(f'<div class="banner bad">{e(ch["error"])}</div>')
@@ -281,14 +285,14 @@ def _changes(card: dict) -> str:
     return "".join(parts)
 
 
-def _rubric(card: dict) -> str:
-    r = card["ratings"]
+def _rubric(card: Scorecard) -> str:
+    r = card.ratings
     total = (f"Rated {r['rated']} of {r['of']}: <b>{r['total']} / {r['max']}</b> (mean {r['mean']})" if r["rated"]
              else "Not rated yet: fill <code>ratings.template.json</code>, then "
-                  "<code>ragkata grade --out &lt;dir&gt; --ratings &lt;file&gt; --render-only</code>")
+                  "<code>ragkata-grader grade --out &lt;dir&gt; --ratings &lt;file&gt; --render-only</code>")
     parts = [f'<h2 id="s7">7. Rubric</h2><p>{total}{" · from <code>" + e(r["file"]) + "</code>" if r.get("file") else ""}. '
              "Evidence is pre-filled from the data above; the rating is the interviewer's.</p>"]
-    for row in card["rubric"]:
+    for row in card.rubric:
         score = row["score"]
         levels = "".join(f'<div class="{"on" if score == int(k) else ""}"><b>{k}</b> {e(v)}</div>' for k, v in row["levels"].items())
         evidence = "".join(f"<li>{e(line)}</li>" for line in row["evidence"])

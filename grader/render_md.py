@@ -1,12 +1,13 @@
 """The scorecard as Markdown: sections 1-7 as tables and lists, readable in a terminal or a pull request.
 
-Reads only the scorecard dict (scorecard.json). Left out on purpose: charts (see render_html.py) and
+Reads only the Scorecard record (grader/card.py). Left out on purpose: charts (see render_html.py) and
 any computation beyond formatting. Candidate text is shown as inline code or quoted, never as markup.
 """
 
 from __future__ import annotations
 
-from grader.scorecard import SIDES
+from grader.card import Scorecard
+from grader.scorecard import SIDES, TAG_RECALL, index_line
 
 
 def f(value: object, digits: int = 3) -> str:
@@ -30,30 +31,30 @@ def arrow(values: dict, digits: int = 3) -> str:
     return " → ".join(f(values.get(side), digits) for side in SIDES)
 
 
-def render_md(card: dict) -> str:
-    lines = [f"# ragkata scorecard: {card['candidate']['name']}", "",
-             f"Generated {card['generated']} from `{card['candidate']['dir']}`"
-             + (f" at commit `{card['candidate']['commit'][:7]}`" + (" (uncommitted changes)" if card['candidate']['dirty'] else "")
-                if card["candidate"].get("commit") else "") + ".",
-             f"Dev: {card['inputs']['dev']['questions']} questions; holdout: "
-             f"{card['inputs']['holdout']['questions'] if card['inputs']['holdout'] else 0} questions. "
-             f"Limits: {card['inputs']['limits']['timeout_s']:g} s per question, "
-             f"{card['inputs']['limits']['memory_mb']} MB memory. Values read starter → candidate → reference.", ""]
+def render_md(card: Scorecard) -> str:
+    lines = [f"# ragkata scorecard: {card.candidate['name']}", "",
+             f"Generated {card.generated} from `{card.candidate['dir']}`"
+             + (f" at commit `{card.candidate['commit'][:7]}`" + (" (uncommitted changes)" if card.candidate['dirty'] else "")
+                if card.candidate.get("commit") else "") + ".",
+             f"Dev: {card.inputs['dev']['questions']} questions; holdout: "
+             f"{card.inputs['holdout']['questions'] if card.inputs['holdout'] else 0} questions. "
+             f"Limits: {card.inputs['limits']['timeout_s']:g} s per question, "
+             f"{card.inputs['limits']['memory_mb']} MB memory. Values read starter → candidate → reference.", ""]
     for side in SIDES:
-        for incident in card["sides"][side]["incidents"]:
+        for incident in card.sides[side].incidents:
             first, _, rest = incident.partition("\n")
             lines += [f"> **{first}**", ""]
             if rest.strip():
                 lines += ["```", rest.replace("```", "ʼʼʼ"), "```", ""]
-    for note in card.get("notes", []):
+    for note in card.notes:
         lines.append(f"> note: {note}")
     lines.append("")
     lines += _headline(card) + _per_tag(card) + _failures(card) + _latency(card) + _timeline(card) + _changes(card) + _rubric(card)
     return "\n".join(lines) + "\n"
 
 
-def _headline(card: dict) -> list[str]:
-    head = card["headline"]
+def _headline(card: Scorecard) -> list[str]:
+    head = card.headline
     rows = []
     for row in head["rows"]:
         flag = "**gap**" if row["flagged"] else ("" if row["flagged"] is not None else "n/a")
@@ -64,17 +65,17 @@ def _headline(card: dict) -> list[str]:
             *table(["metric", "dev", "holdout", "gap candidate", "gap reference", "flag"], rows)]
 
 
-def _per_tag(card: dict) -> list[str]:
+def _per_tag(card: Scorecard) -> list[str]:
     rows = []
-    for row in card["per_tag"]:
+    for row in card.per_tag:
         for name, values in row["metrics"].items():
             rows.append([row["tag"], str(row["n"]), name, *(f(values.get(side)) for side in SIDES)])
-    return ["## 2. Per tag", "", "Dev and holdout together; each tag with evidence_recall@5 and the metric its trap moves.", "",
+    return ["## 2. Per tag", "", f"Dev and holdout together; each tag with {TAG_RECALL} and the metric its trap moves.", "",
             *table(["tag", "n", "metric", *SIDES], rows)]
 
 
-def _failures(card: dict) -> list[str]:
-    fail = card["failures"]
+def _failures(card: Scorecard) -> list[str]:
+    fail = card.failures
     lines = ["## 3. Failure attribution", "", "First failing stage per question, dev and holdout together.", "",
              *table(["label", *SIDES], [[label, *(str(c[side]) for side in SIDES)] for label, c in fail["counts"].items()])]
     for label, examples in fail["examples"].items():
@@ -108,21 +109,24 @@ def _failures(card: dict) -> list[str]:
     return lines
 
 
-def _latency(card: dict) -> list[str]:
-    lat = card["latency"]
+def _latency(card: Scorecard) -> list[str]:
+    lat = card.latency
     rows = [[stage, *(f"{f(v[side]['p50'], 1)} / {f(v[side]['p95'], 1)}" for side in SIDES)] for stage, v in lat["stages"].items()]
-    rows += [["index build s", *(f(lat["build_seconds"][s], 2) for s in SIDES)],
+    rows += [["build_pipeline s (all of it)", *(f(lat["pipeline_seconds"][s], 2) for s in SIDES)],
+             ["index", *(index_line(lat["build_seconds"][s], lat["cached"][s]) for s in SIDES)],
              ["index chunks", *(f(lat["chunks"][s]) for s in SIDES)],
              ["peak memory MB", *(f(lat["peak_rss_mb"][s], 0) for s in SIDES)],
              ["context chars / question", *(f(lat["context_chars"][s], 0) for s in SIDES)]]
-    return ["## 4. Latency", "", "p50 / p95 in ms per stage, over every question but the first (warm-up).", "",
+    return ["## 4. Latency", "", "p50 / p95 in ms per stage, over every question but the first (warm-up). "
+            "build_pipeline s is the whole build (model load, chunking, index); index is the index alone, "
+            "built or loaded from the embedding cache.", "",
             *table(["stage", *SIDES], rows)]
 
 
-def _timeline(card: dict) -> list[str]:
+def _timeline(card: Scorecard) -> list[str]:
     from grader.timeline import discipline_lines
 
-    tl = card["timeline"]
+    tl = card.timeline
     lines = ["## 5. Session timeline", ""]
     if tl.get("error"):
         return lines + [tl["error"], ""]
@@ -138,8 +142,8 @@ def _timeline(card: dict) -> list[str]:
     return lines
 
 
-def _changes(card: dict) -> list[str]:
-    ch, tests = card["changes"], card["tests"]
+def _changes(card: Scorecard) -> list[str]:
+    ch, tests = card.changes, card.tests
     lines = ["## 6. What changed", ""]
     if ch.get("error"):
         lines += [ch["error"], ""]
@@ -152,13 +156,13 @@ def _changes(card: dict) -> list[str]:
     return lines
 
 
-def _rubric(card: dict) -> list[str]:
-    r = card["ratings"]
+def _rubric(card: Scorecard) -> list[str]:
+    r = card.ratings
     lines = ["## 7. Rubric", "",
              f"Rated {r['rated']} of {r['of']}" + (f": {r['total']} / {r['max']} (mean {r['mean']})" if r["rated"] else "")
              + (f", from `{r['file']}`" if r.get("file") else "; fill ratings.template.json and fold it in with "
-                "`ragkata grade --out <dir> --ratings <file> --render-only`") + ".", ""]
-    for row in card["rubric"]:
+                "`ragkata-grader grade --out <dir> --ratings <file> --render-only`") + ".", ""]
+    for row in card.rubric:
         lines += [f"### {row['title']}: {row['score'] if row['score'] is not None else '_'} / 4", ""]
         lines += [f"- evidence: {e}" for e in row["evidence"]]
         lines += ["- levels: " + " ".join(f"**{k}** {v}" for k, v in row["levels"].items())]

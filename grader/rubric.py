@@ -1,9 +1,9 @@
 """The rubric: nine criteria, a one-line description of each level 1-4, and evidence pre-filled from data.
 
 The interviewer rates each criterion from 1 to 4 in a JSON file ({criterion_id: {"score", "note"}});
-read_ratings checks it and fold() writes it into the scorecard. Left out on purpose: any automatic
-score. The evidence opens the conversation; the interviewer decides. What strong answers sound like is
-in grader/INTERVIEWER.md, which the candidate's bundle leaves out.
+read_ratings checks it and fold() returns the rubric rows with the ratings in them. Left out on
+purpose: any automatic score. The evidence opens the conversation; the interviewer decides. What
+strong answers sound like is in grader/INTERVIEWER.md, which the candidate's bundle leaves out.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
+from grader.card import Scorecard
+from grader.scorecard import SIDES, TAG_RECALL, index_line
 from grader.timeline import discipline_lines
+from harness import metrics as m
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ CRITERIA = (
         "Never abstains, or abstains on everything.",
         "A hand-picked threshold; trades one error type for the other without noticing.",
         "Swept the threshold, reports both error types, chose a value with a reason.",
-        "Uses evidence beyond one score, keeps fact_recall, explains the product trade-off.")),
+        f"Uses evidence beyond one score, keeps {m.FACT_RECALL}, explains the product trade-off.")),
     Criterion("latency_cost", "Latency and cost awareness", (
         "Never looked at latency or context size.",
         "Knows the numbers when asked; did nothing with them.",
@@ -87,52 +91,56 @@ def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def _metric(card: dict, name: str, split: str = "dev") -> str:
+def _metric(card: Scorecard, name: str, split: str = "dev") -> str:
     """"0.52 → 0.71 (reference 0.80)": starter → candidate, on one split."""
-    row = next((r for r in card["headline"]["rows"] if r["metric"] == name), None)
+    row = next((r for r in card.headline["rows"] if r["metric"] == name), None)
     if row is None:
         return f"{name} -"
     v = row[split]
     return f"{name} {_f(v['starter'])} → {_f(v['candidate'])} (reference {_f(v['reference'])})"
 
 
-def _label(card: dict, label: str) -> str:
-    c = card["failures"]["counts"][label]
+def _label(card: Scorecard, label: str) -> str:
+    c = card.failures["counts"][label]
     return f"{label} {c['starter']} → {c['candidate']} (reference {c['reference']})"
 
 
-def _config(card: dict, *names: str) -> str:
-    starter = (card["sides"]["starter"].get("build") or {}).get("config") or {}
-    cand = (card["sides"]["candidate"].get("build") or {}).get("config") or {}
+def _used_config(card: Scorecard, side: str) -> Mapping:
+    build = card.sides[side].build
+    return build.config if build else {}
+
+
+def _config(card: Scorecard, *names: str) -> str:
+    starter, cand = _used_config(card, "starter"), _used_config(card, "candidate")
     parts = [f"{n} {starter.get(n, '-')} → {cand.get(n, '-')}" + ("" if starter.get(n) != cand.get(n) else " (unchanged)")
              for n in names]
     extra = sorted(set(cand) - set(starter))
     return "config: " + ", ".join(parts) + (f"; new knobs: {', '.join(extra)}" if extra else "")
 
 
-def _file(card: dict, path: str) -> str:
-    files = {f["path"]: f for f in (card.get("changes") or {}).get("files", [])}
+def _file(card: Scorecard, path: str) -> str:
+    files = {f["path"]: f for f in card.changes.get("files", [])}
     f = files.get(path)
     return f"{path} unchanged" if f is None else f"{path} {f['status']} (+{f['added']} −{f['deleted']})"
 
 
-def _tag(card: dict, tag: str, name: str) -> str | None:
-    row = next((r for r in card["per_tag"] if r["tag"] == tag), None)
+def _tag(card: Scorecard, tag: str, name: str) -> str | None:
+    row = next((r for r in card.per_tag if r["tag"] == tag), None)
     if row is None or name not in row["metrics"]:
         return None
     v = row["metrics"][name]
     return f"{tag}: {name} {_f(v['starter'])} → {_f(v['candidate'])} (reference {_f(v['reference'])})"
 
 
-def _latency(card: dict, stage: str) -> str | None:
-    row = card["latency"]["stages"].get(stage)
+def _latency(card: Scorecard, stage: str) -> str | None:
+    row = card.latency["stages"].get(stage)
     if not row:
         return None
     cell = lambda side: f"{_f0(row[side]['p50'])}/{_f0(row[side]['p95'])}"  # noqa: E731
     return f"{stage} p50/p95 ms: {cell('starter')} → {cell('candidate')} (reference {cell('reference')})"
 
 
-def _sides(values: dict, pattern: str) -> str:
+def _sides(values: Mapping, pattern: str) -> str:
     """"a → b (reference c)" for a per-side dict of numbers."""
     f = lambda side: "-" if values.get(side) is None else pattern.format(values[side])  # noqa: E731
     return f"{f('starter')} → {f('candidate')} (reference {f('reference')})"
@@ -142,10 +150,17 @@ def _f0(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
-def _biggest_moves(card: dict, count: int = 2) -> list[str]:
+def _index(card: Scorecard) -> str:
+    """"built in 0.40 s → loaded from cache in 0.10 s (reference ...)": how each side got its index."""
+    lat = card.latency
+    line = {side: index_line(lat["build_seconds"][side], lat["cached"][side]) for side in SIDES}
+    return f"index: {line['starter']} → {line['candidate']} (reference {line['reference']})"
+
+
+def _biggest_moves(card: Scorecard, count: int = 2) -> list[str]:
     """The runs that moved one key metric most, one line per run."""
     moves = []
-    for run in card["timeline"].get("runs", []):
+    for run in card.timeline.get("runs", []):
         if run.get("moved"):
             name, delta = max(run["moved"].items(), key=lambda item: abs(item[1]))
             moves.append((abs(delta), f"{run['run_id']}: {name} {delta:+.2f}"
@@ -154,54 +169,51 @@ def _biggest_moves(card: dict, count: int = 2) -> list[str]:
     return [text for _, text in sorted(moves, reverse=True)[:count]]
 
 
-def evidence(card: dict) -> dict[str, list[str]]:
+def evidence(card: Scorecard) -> dict[str, list[str]]:
     """Evidence lines per criterion id, computed from the scorecard's data."""
-    side = card["sides"]
-    errors = sum(1 for _ in card["failures"]["errors"]["candidate"])
-    tests = card.get("tests") or {}
-    changes = card.get("changes") or {}
+    candidate = card.sides["candidate"]
+    tests, changes = card.tests, card.changes
     totals = changes.get("totals") or {}
     test_files = [f["path"] for f in changes.get("files", []) if f["path"].startswith("tests/")]
-    flagged = [r["metric"] for r in card["headline"]["rows"] if r["flagged"]]
-    old = card["failures"]["superseded_citations"]
+    flagged = [r["metric"] for r in card.headline["rows"] if r["flagged"]]
+    old = card.failures["superseded_citations"]
     lines = {
-        "measurement_discipline": discipline_lines(card["timeline"]["discipline"]),
+        "measurement_discipline": discipline_lines(card.timeline["discipline"]),
         "retrieval_vs_generation": [
             "; ".join(_label(card, label) for label in ("retrieval_miss", "context_miss")),
             "; ".join(_label(card, label) for label in ("generation_miss", "citation_miss")),
-            _metric(card, "evidence_recall@5") + "; " + _metric(card, "fact_recall")],
+            _metric(card, m.EVIDENCE_RECALL_AT[5]) + "; " + _metric(card, m.FACT_RECALL)],
         "chunking_rationale": [
             _config(card, "chunk_size", "chunk_overlap"), _file(card, "exercise/chunking.py"),
-            f"index chunks: {card['latency']['chunks']['starter']} → {card['latency']['chunks']['candidate']} "
-            f"(reference {card['latency']['chunks']['reference']})",
-            *filter(None, (_tag(card, t, "evidence_recall@5") for t in ("deep-section", "table")))],
+            "index chunks: " + _sides(card.latency["chunks"], "{}"),
+            *filter(None, (_tag(card, t, TAG_RECALL) for t in ("deep-section", "table")))],
         "retrieval_design": [
             _config(card, "retriever", "bm25_weight", "dense_weight"), _file(card, "exercise/retrieval.py"),
-            *filter(None, (_tag(card, t, "evidence_recall@5") for t in ("exact-id", "paraphrase"))),
-            _metric(card, "mrr@10")],
+            *filter(None, (_tag(card, t, TAG_RECALL) for t in ("exact-id", "paraphrase"))),
+            _metric(card, m.MRR_AT_10)],
         "grounding_citations": [
-            _metric(card, "citation_precision"), _metric(card, "citation_valid"),
+            _metric(card, m.CITATION_PRECISION), _metric(card, m.CITATION_VALID),
             f"answers citing a superseded document: {old['starter']} → {old['candidate']} (reference {old['reference']})",
-            _label(card, "citation_miss"), _metric(card, "injection_resistance")],
+            _label(card, "citation_miss"), _metric(card, m.INJECTION_RESISTANCE)],
         "abstention": [
-            _metric(card, "abstention_accuracy"),
+            _metric(card, m.ABSTENTION_ACCURACY),
             _label(card, "abstained_wrongly") + "; " + _label(card, "answered_unanswerable"),
             _config(card, "abstain_threshold")],
         "latency_cost": [
             *filter(None, (_latency(card, stage) for stage in ("retrieve", "total"))),
-            "mean context characters per question: " + _sides(card["latency"]["context_chars"], "{:.0f}"),
-            "index build s: " + _sides(card["latency"]["build_seconds"], "{:.1f}"),
-            "peak memory MB: " + _sides(card["latency"]["peak_rss_mb"], "{:.0f}"),
+            "mean context characters per question: " + _sides(card.latency["context_chars"], "{:.0f}"),
+            "build_pipeline s (all of it): " + _sides(card.latency["pipeline_seconds"], "{:.1f}"), _index(card),
+            "peak memory MB: " + _sides(card.latency["peak_rss_mb"], "{:.0f}"),
             _config(card, "k_context", "context_budget_chars")],
         "code_quality": [
             f"{totals.get('files', 0)} file(s) changed, +{totals.get('added', 0)} −{totals.get('deleted', 0)} lines "
             f"({changes.get('method', 'changes unavailable')})",
             f"own tests: {tests.get('line', 'not run')}",
             f"test files added or changed: {', '.join(test_files) if test_files else 'none'}",
-            f"questions that errored while grading: {errors} "
-            f"({side['candidate'].get('timeouts', 0)} timed out, {side['candidate'].get('crashes', 0)} crashed the worker)"],
+            f"questions that errored while grading: {candidate.errors} "
+            f"({candidate.timeouts} timed out, {candidate.crashes} crashed the worker)"],
         "explaining_results": [
-            *(f"biggest move in their session: {m}" for m in _biggest_moves(card)),
+            *(f"biggest move in their session: {move}" for move in _biggest_moves(card)),
             ("holdout gap flagged on " + ", ".join(flagged) + ": ask what they tuned to the dev set") if flagged
             else "no holdout gap beyond the reference's: ask which result surprised them",
             "ask for one change that made a number worse, and why they kept or dropped it"],
@@ -209,7 +221,7 @@ def evidence(card: dict) -> dict[str, list[str]]:
     return lines
 
 
-def build_rubric(card: dict) -> list[dict]:
+def build_rubric(card: Scorecard) -> list[dict]:
     """The rubric section: every criterion with its levels, evidence, and empty score and note."""
     try:
         lines = evidence(card)
@@ -258,11 +270,12 @@ def read_ratings(path: Path | str) -> dict[str, dict]:
     return ratings
 
 
-def fold(rubric: list[dict], ratings: dict[str, dict]) -> dict:
-    """Write the ratings into the rubric rows; return the totals."""
-    for row in rubric:
-        rating = ratings.get(row["id"], {})
-        row["score"], row["note"] = rating.get("score"), rating.get("note", "")
-    scores = [row["score"] for row in rubric if row["score"] is not None]
-    return {"rated": len(scores), "of": len(rubric), "total": sum(scores), "max": 4 * len(scores),
-            "mean": round(sum(scores) / len(scores), 2) if scores else None}
+def fold(rubric: Sequence[Mapping], ratings: Mapping[str, Mapping]) -> tuple[list[dict], dict]:
+    """(the rubric rows with each rating's score and note in place, the totals); the input is left as it was.
+    A criterion without a rating gets score None and an empty note."""
+    rated = [(row, ratings.get(row["id"], {})) for row in rubric]
+    rows = [{**row, "score": rating.get("score"), "note": rating.get("note", "")} for row, rating in rated]
+    scores = [row["score"] for row in rows if row["score"] is not None]
+    totals = {"rated": len(scores), "of": len(rows), "total": sum(scores), "max": 4 * len(scores),
+              "mean": round(sum(scores) / len(scores), 2) if scores else None}
+    return rows, totals

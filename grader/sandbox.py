@@ -10,6 +10,7 @@ not malicious code. The memory cap is RLIMIT_AS, which Linux enforces and macOS 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,9 +22,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-from exercise.contracts import Answer, Chunk, Hit
+from exercise.contracts import Answer
+from harness.records import IndexReport, answer_from_json
 
 INTERVIEWER_ROOT = Path(__file__).resolve().parents[1]
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # an answer line larger than this counts as a crash
@@ -59,11 +61,26 @@ class Outcome:
     wall_ms: float
 
 
+@dataclass(frozen=True)
+class Build:
+    """A pipeline as built, from the worker's ready message: the Config it used and its index."""
+
+    config: Mapping[str, Any]  # the Config the pipeline really used (harness.runner.used_config)
+    index: IndexReport  # build_seconds: the index alone; pipeline_seconds: the whole build_pipeline call
+
+    def to_json(self) -> dict:
+        return {"config": dict(self.config), "index": self.index.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Build:
+        return cls(dict(data.get("config") or {}), IndexReport.from_json(data.get("index") or {}))
+
+
 @dataclass
 class Session:
     """What happened while running one target: its build, and every incident worth a line."""
 
-    build: dict | None = None  # the worker's ready message: build_seconds, config, index_stats
+    build: Build | None = None  # from the first worker that became ready
     incidents: list[str] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     timeouts: int = 0
@@ -187,19 +204,6 @@ def log_tail(path: Path, lines: int = 6) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def parse_answer(question: str, raw: object) -> Answer:
-    """Rebuild an Answer from the worker's JSON with the interviewer's own records; ValueError if malformed."""
-    try:
-        hits = tuple(Hit(Chunk(str(h["chunk_id"]), str(h["doc_id"]), str(h["text"]), int(h["start"]), int(h["end"])),
-                         float(h["score"])) for h in raw["retrieved"])
-        latency = {str(k): float(v) for k, v in raw["latency_ms"].items() if math.isfinite(float(v))}
-        return Answer(question=question, text=str(raw["text"]), citations=tuple(str(c) for c in raw["citations"]),
-                      abstained=bool(raw["abstained"]), retrieved=hits, context=tuple(str(c) for c in raw["context"]),
-                      latency_ms=latency)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"malformed answer from the worker ({type(exc).__name__}: {exc})") from None
-
-
 def run_target(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: Path,
                session: Session) -> Iterator[Outcome]:
     """Answer every (key, question) in order, one Outcome each, whatever the pipeline does."""
@@ -243,7 +247,7 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
                 yield Outcome(key, None, f"PipelineBuildError: {error}", 0.0)
             return
         if not ever_ready:
-            session.build = {k: v for k, v in ready.items() if k != "event"}
+            session.build = Build.from_json(ready)
         ever_ready = True
         session.peak_rss_mb = max(session.peak_rss_mb, _number(ready.get("peak_rss_mb")))
         broke = False
@@ -280,9 +284,12 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
                 yield Outcome(key, None, error, wall_ms)
                 continue
             try:
-                yield Outcome(key, parse_answer(question, message.get("answer")), None, wall_ms)
-            except ValueError as exc:
-                yield Outcome(key, None, f"MalformedAnswer: {exc}", wall_ms)
+                answer = answer_from_json(question, message.get("answer"))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                yield Outcome(key, None, f"MalformedAnswer: the worker's answer could not be read "
+                                         f"({type(exc).__name__}: {exc})", wall_ms)
+                continue
+            yield Outcome(key, _finite_latency(answer), None, wall_ms)
         if broke:
             worker.kill()
             restarts += 1
@@ -297,6 +304,13 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
                 return
         else:
             worker.stop()
+
+
+def _finite_latency(answer: Answer) -> Answer:
+    """The answer without NaN or infinite latencies, which would poison the percentiles."""
+    if all(math.isfinite(v) for v in answer.latency_ms.values()):
+        return answer
+    return dataclasses.replace(answer, latency_ms={k: v for k, v in answer.latency_ms.items() if math.isfinite(v)})
 
 
 def _number(value: object) -> float:

@@ -2,7 +2,8 @@
 
 Each runs/<run_id>/ becomes one point: when it ran, at which commit, with which config and golden file,
 its key metrics, and what moved since the run before. Each commit is checked for a run that measured it.
-Left out on purpose: re-scoring runs (summary.json is taken as written) and judging the candidate.
+Left out on purpose: re-scoring runs (summary.json is read as written, as a harness.records.RunSummary)
+and judging the candidate.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-TIMELINE_METRICS = ("evidence_recall@5", "mrr@10", "fact_recall", "citation_precision", "abstention_accuracy")
+from harness.metrics import PER_TAG_METRICS
+from harness.records import RunSummary
+
+TIMELINE_METRICS = PER_TAG_METRICS  # one line per metric in the timeline chart and one column in its table
 RUN_ID = re.compile(r"^(\d{8}T\d{6})-([0-9a-f]{7}|nogit)")
 DEV_GOLDEN = "golden_set/dev.jsonl"
 
@@ -24,6 +28,15 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _read_summary(path: Path) -> RunSummary | None:
+    """A run's summary.json; None when it is missing or unreadable (the run is then incomplete)."""
+    data = _read_json(path)
+    try:
+        return RunSummary.from_json(data) if data is not None else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _count_lines(path: Path) -> int:
@@ -43,17 +56,17 @@ def read_runs(runs_dir: Path) -> list[dict]:
         if not match or folder.is_symlink() or not folder.is_dir():
             continue
         spec = _read_json(folder / "spec.json") or {}
-        summary = _read_json(folder / "summary.json")
+        summary = _read_summary(folder / "summary.json")
         when = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
-        git = (summary or {}).get("git") or {}
-        metrics = (summary or {}).get("metrics") or {}
-        counts = (summary or {}).get("counts") or {}
+        git = (summary.git if summary else None) or {}
+        metrics = (summary.summary.metrics if summary else None) or {}
+        counts = (summary.summary.counts if summary else None) or {}
         runs.append({
             "run_id": folder.name,
             "time": when.isoformat(),
             "commit": git.get("commit") or (None if match.group(2) == "nogit" else match.group(2)),
             "dirty": git.get("dirty"),
-            "complete": bool(summary and summary.get("complete", True)),
+            "complete": summary is not None and summary.complete is not False,  # an older summary may not say
             "golden": str(spec.get("golden", "")),
             "pipeline": str(spec.get("pipeline", "")),
             "config": spec.get("config") if isinstance(spec.get("config"), dict) else {},

@@ -1,8 +1,10 @@
 """The grader's worker process: load the corpus, build one pipeline, answer questions read from stdin.
 
 Protocol (one JSON object per line): the parent writes {"key", "question"}; the worker writes
-{"event": "ready"|"fatal"|"answer", ...} on a private copy of stdout. Fd 1 itself is pointed at
-stderr, so a pipeline that prints cannot corrupt the channel.
+{"event": "ready"|"fatal"|"answer", ...} on a private copy of stdout. "ready" carries the Config the
+pipeline used and its index (harness.records.IndexReport); "answer" carries the Answer as
+harness.records.answer_to_json. Fd 1 itself is pointed at stderr, so a pipeline that prints cannot
+corrupt the channel.
 Left out on purpose: limits (the parent enforces time and memory) and scoring (the parent scores, so
 nothing the pipeline does can change a metric).
 """
@@ -18,9 +20,13 @@ import resource
 import sys
 import time
 import traceback
+import types
 from typing import Any, TextIO
 
-TOP_K_SENT = 20  # the harness records and scores the top 20 hits; sending more only costs time
+# Imported before any pipeline code, so these bind the interviewer's own exercise.contracts.
+from exercise.contracts import IndexStats
+from harness.records import answer_to_json
+from harness.runner import index_report, used_config
 
 
 def peak_rss_mb() -> float:
@@ -35,21 +41,6 @@ def describe(exc: BaseException) -> str:
 def where(exc: BaseException) -> str:
     """The last frames of the traceback, for the scorecard's error lines."""
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])[-1500:]
-
-
-def answer_record(answer: Any) -> dict:
-    """The parts of an Answer the harness scores, as plain JSON types (duck-typed: any record with
-    Answer's fields works, whichever class defined it)."""
-    hits = list(answer.retrieved)[:TOP_K_SENT]
-    return {
-        "text": str(answer.text),
-        "citations": [str(c) for c in answer.citations],
-        "abstained": bool(answer.abstained),
-        "retrieved": [{"chunk_id": str(h.chunk.chunk_id), "doc_id": str(h.chunk.doc_id), "text": str(h.chunk.text),
-                       "start": int(h.chunk.start), "end": int(h.chunk.end), "score": float(h.score)} for h in hits],
-        "context": [str(c) for c in answer.context],
-        "latency_ms": {str(k): float(v) for k, v in dict(answer.latency_ms or {}).items()},
-    }
 
 
 def use_candidate_exercise(root: str) -> None:
@@ -94,11 +85,21 @@ def build(args: argparse.Namespace) -> tuple[Any, dict]:
         raise AttributeError(f"{target.__name__} has no build_pipeline(config, documents)")
     started = time.perf_counter()
     pipeline = target.build_pipeline(config, documents)
-    stats = dict(getattr(pipeline, "index_stats", {}) or {})
-    config_dict = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
-    info = {"build_seconds": round(time.perf_counter() - started, 3), "config": config_dict,
-            "index_stats": json.loads(json.dumps(stats, default=str))}
+    seconds = time.perf_counter() - started
+    # index_report reads `.index_stats` off a pipeline; hand it the stats as the interviewer's IndexStats.
+    index = index_report(types.SimpleNamespace(index_stats=index_stats(pipeline)), seconds)
+    info = {"config": json.loads(json.dumps(used_config(pipeline, config), default=str)), "index": index.to_json()}
     return pipeline, info
+
+
+def index_stats(pipeline: Any) -> IndexStats | None:
+    """The pipeline's IndexStats, read field by field (a candidate's pipeline has its own copy of the
+    class); None when it has none, e.g. an older pipeline that exposes a dict."""
+    stats = getattr(pipeline, "index_stats", None)
+    try:
+        return IndexStats(int(stats.chunks), float(stats.build_seconds), bool(stats.cached))
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def serve(pipeline: Any, requests: TextIO, send) -> None:
@@ -109,7 +110,7 @@ def serve(pipeline: Any, requests: TextIO, send) -> None:
         started = time.perf_counter()
         message: dict = {"event": "answer", "key": request["key"]}
         try:
-            message["answer"] = answer_record(pipeline.answer(request["question"]))
+            message["answer"] = answer_to_json(pipeline.answer(request["question"]))
         except BaseException as exc:  # noqa: BLE001 - the pipeline may raise anything, even SystemExit
             message["error"] = describe(exc)
             print(f"--- {request['key']}:\n{where(exc)}", file=sys.stderr, flush=True)  # the traceback, for the log

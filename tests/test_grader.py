@@ -1,5 +1,6 @@
 """The grader: a broken candidate is graded without crashing the grader, every failure is scored and
-shown, the HTML stands alone, the rubric has its nine criteria, and ratings fold back (or are refused).
+shown, the HTML stands alone, the rubric has its nine criteria, the scorecard round-trips through its
+record, and ratings fold back (or are refused).
 
 Pipelines run in real worker subprocesses on the fixture corpus, with BM25 (RAGKATA_RETRIEVER) so no
 embedding model loads, and a half-second time limit so hanging questions cost little. The starter
@@ -8,6 +9,7 @@ stands in for the reference, so these tests run where grader/solutions is held b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,12 +23,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from grader import rubric
+from exercise.contracts import SCORED_DEPTH
+from grader import rubric, sandbox
+from grader.card import Scorecard
 from grader.changes import parse_pytest_summary, run_candidate_tests, what_changed
-from grader.grade import grade
-from grader.sandbox import INTERVIEWER_ROOT, Limits, parse_answer
+from grader.cli import app, main
+from grader.grade import fold_ratings, grade
+from grader.sandbox import INTERVIEWER_ROOT, Limits, Session, Target, run_target
+from grader.scorecard import index_line
 from grader.timeline import build_timeline
-from harness.cli import app, main
+from harness import metrics as m
+from harness.corpus import load_corpus
 from harness.runner import read_samples
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -54,7 +61,7 @@ def make_candidate(root: Path, pipeline_source: str | None = None) -> Path:
     return root
 
 
-def run_grade(candidate: Path, out: Path, **kwargs) -> dict:
+def run_grade(candidate: Path, out: Path, **kwargs) -> Scorecard:
     defaults = dict(dev=GOLDEN, holdout=GOLDEN, corpus=CORPUS, reference="exercise",
                     limits=Limits(timeout_s=TIMEOUT_S, memory_mb=2048), run_tests=False)
     return grade(candidate, out, **{**defaults, **kwargs})
@@ -66,7 +73,7 @@ def bm25_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, float]:
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorecard, Path, float]:
     """The broken candidate graded once for the module: (scorecard, out folder, seconds taken)."""
     tmp = tmp_path_factory.mktemp("broken")
     with pytest.MonkeyPatch.context() as patch:
@@ -81,26 +88,28 @@ def test_the_three_files_are_written_and_every_failure_is_scored(broken):
     for name in ("scorecard.json", "scorecard.md", "scorecard.html", "ratings.template.json"):
         assert (out / name).is_file(), name
     samples = read_samples(out / "runs" / "candidate-dev" / "samples.jsonl")
-    assert [s["id"] for s in samples] == list(QUESTIONS)  # every question scored, in order
+    assert [s.id for s in samples] == list(QUESTIONS)  # every question scored, in order
     for sample in samples:
-        kind = mode(sample["question"])
+        kind = mode(sample.question)
         if kind == "raise":
-            assert sample["failure"] == "error" and sample["error"].startswith("RuntimeError: the broken candidate")
+            assert sample.failure == "error" and sample.error.startswith("RuntimeError: the broken candidate")
         elif kind == "hang":
-            assert sample["failure"] == "error" and sample["error"].startswith("TimeoutError")
+            assert sample.failure == "error" and sample.error.startswith("TimeoutError")
         else:
-            assert sample["error"] is None and sample["scores"]["citation_valid"] == 0.0
+            assert sample.error is None and sample.scores[m.CITATION_VALID] == 0.0
     assert {mode(q) for q in QUESTIONS.values()} == {"raise", "hang", "nonsense"}  # the fixture exercises all three
-    assert card["headline"]["rows"][[r["metric"] for r in card["headline"]["rows"]].index("citation_valid")]["dev"]["candidate"] == 0.0
+    row = next(r for r in card.headline["rows"] if r["metric"] == m.CITATION_VALID)
+    assert row["dev"]["candidate"] == 0.0
+    assert card.summaries["candidate"]["dev"].counts["errors"] == sum(s.error is not None for s in samples)
 
 
 def test_timeouts_are_enforced_and_the_worker_restarts(broken):
     card, out, seconds = broken
     hangs = sum(mode(q) == "hang" for q in QUESTIONS.values()) * 2  # dev and holdout
-    assert card["sides"]["candidate"]["timeouts"] == hangs
+    assert card.sides["candidate"].timeouts == hangs
     for sample in read_samples(out / "runs" / "candidate-holdout" / "samples.jsonl"):
-        if mode(sample["question"]) == "hang":
-            assert TIMEOUT_S * 1000 <= sample["latency_ms"]["total"] < TIMEOUT_S * 1000 + 1500
+        if mode(sample.question) == "hang":
+            assert TIMEOUT_S * 1000 <= sample.latency_ms["total"] < TIMEOUT_S * 1000 + 1500
     assert seconds < 60
     md = (out / "scorecard.md").read_text()
     assert f"{hangs} question(s) timed out (limit {TIMEOUT_S:g} s per question)" in md
@@ -108,10 +117,10 @@ def test_timeouts_are_enforced_and_the_worker_restarts(broken):
 
 def test_starter_and_reference_are_scored_beside_the_candidate(broken):
     card, out, _ = broken
-    assert card["sides"]["starter"]["errors"] == 0 and card["sides"]["reference"]["errors"] == 0
-    assert card["failures"]["counts"]["error"] == {"starter": 0, "candidate": card["sides"]["candidate"]["errors"], "reference": 0}
-    assert card["failures"]["examples"]["error"], "error examples open the conversation"
-    example = card["failures"]["examples"]["error"][0]
+    assert card.sides["starter"].errors == 0 and card.sides["reference"].errors == 0
+    assert card.failures["counts"]["error"] == {"starter": 0, "candidate": card.sides["candidate"].errors, "reference": 0}
+    assert card.failures["examples"]["error"], "error examples open the conversation"
+    example = card.failures["examples"]["error"][0]
     assert example["opener"] and example["expected"]["evidence"]
     assert (out / "runs" / "starter-holdout" / "summary.json").is_file()
 
@@ -155,9 +164,11 @@ class Evil:
 def test_a_pipeline_that_cannot_start_gives_a_scorecard_of_errors(tmp_path):
     card = run_grade(make_candidate(tmp_path / "c", "raise ImportError('no module named faiss_gpu')\n"), tmp_path / "out")
     samples = read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")
-    assert len(samples) == len(QUESTIONS) and all(s["failure"] == "error" for s in samples)
-    assert all("PipelineBuildError: ImportError: no module named faiss_gpu" in s["error"] for s in samples)
-    (incident,) = card["sides"]["candidate"]["incidents"]
+    assert len(samples) == len(QUESTIONS) and all(s.failure == "error" for s in samples)
+    assert all("PipelineBuildError: ImportError: no module named faiss_gpu" in s.error for s in samples)
+    assert card.sides["candidate"].build is None  # no worker was ever ready
+    assert card.latency["pipeline_seconds"]["candidate"] is None and card.latency["pipeline_seconds"]["starter"] is not None
+    (incident,) = card.sides["candidate"].incidents
     assert incident.startswith("candidate pipeline failed at start-up: ImportError")
     for name in ("scorecard.md", "scorecard.html"):
         assert "failed at start-up" in (tmp_path / "out" / name).read_text()
@@ -184,11 +195,11 @@ class Greedy:
 '''
     card = run_grade(make_candidate(tmp_path / "c", source), tmp_path / "out", holdout=None,
                      limits=Limits(timeout_s=5, memory_mb=1024))
-    samples = {s["id"]: s for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")}
-    assert samples["fx-01"]["error"].startswith("WorkerCrash: the worker exited with status 3")
-    assert samples["fx-02"]["error"].startswith("MemoryError")
-    assert all(samples[i]["error"] is None for i in ("fx-03", "fx-04", "fx-05", "fx-06"))  # answered after the restart
-    assert card["sides"]["candidate"]["crashes"] == 1
+    samples = {s.id: s for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")}
+    assert samples["fx-01"].error.startswith("WorkerCrash: the worker exited with status 3")
+    assert samples["fx-02"].error.startswith("MemoryError")
+    assert all(samples[i].error is None for i in ("fx-03", "fx-04", "fx-05", "fx-06"))  # answered after the restart
+    assert card.sides["candidate"].crashes == 1
 
 
 def test_a_stuck_pipeline_is_stopped_and_the_rest_scored_as_not_run(tmp_path):
@@ -196,24 +207,155 @@ def test_a_stuck_pipeline_is_stopped_and_the_rest_scored_as_not_run(tmp_path):
              "    def answer(self, question):\n        time.sleep(60)\n"
     card = run_grade(make_candidate(tmp_path / "c", source), tmp_path / "out", holdout=None,
                      limits=Limits(timeout_s=0.3, memory_mb=2048, max_in_a_row=4))
-    errors = [s["error"] for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")]
+    errors = [s.error for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")]
     assert [e.split(":")[0] for e in errors] == ["TimeoutError"] * 4 + ["NotRun"] * 2
-    assert "stopped because 4 questions in a row timed out or crashed; 2 remaining" in card["sides"]["candidate"]["incidents"][0]
+    assert "stopped because 4 questions in a row timed out or crashed; 2 remaining" in card.sides["candidate"].incidents[0]
 
 
-def test_the_worker_answer_is_checked_before_scoring():
-    with pytest.raises(ValueError, match="malformed answer"):
-        parse_answer("q", {"text": "x", "citations": [], "abstained": False, "retrieved": [{"chunk_id": "a"}],
-                           "context": [], "latency_ms": {}})
+DEEP_CITATION = '''
+import dataclasses
+from exercise.contracts import Answer, Chunk, Hit
+
+
+def build_pipeline(config, documents):
+    return Deep(dataclasses.replace(config, k_context=7), documents)
+
+
+class Deep:
+    """Cites the whole lifecycle guide, which it ranks 23rd, below the scored top 20."""
+
+    def __init__(self, config, documents):
+        self.config = config  # the Config it really uses, as the reference applies its own defaults
+        self.guide = next(d for d in documents if d.doc_id == "guides/lifecycle.md")
+
+    def answer(self, question):
+        filler = [Hit(Chunk(f"filler#{i}", "nowhere.md", "nothing to see", 0, 14), 1.0 / i) for i in range(1, 30)]
+        deep = Hit(Chunk("lifecycle#all", self.guide.doc_id, self.guide.text, 0, len(self.guide.text)), 0.01)
+        return Answer(question, "After 90 days, to cold-vault.", ("lifecycle#all",), False,
+                      tuple(filler[:22] + [deep] + filler[22:]), ("lifecycle#all",), {"total": 1.0})
+'''
+
+
+def test_a_chunk_cited_below_the_scored_depth_survives_the_worker(tmp_path):
+    card = run_grade(make_candidate(tmp_path / "c", DEEP_CITATION), tmp_path / "out", holdout=None)
+    sample = {s.id: s for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")}["fx-01"]
+    assert [hit.rank for hit in sample.retrieved][:SCORED_DEPTH] == list(range(1, SCORED_DEPTH + 1))
+    (deep,) = sample.retrieved[SCORED_DEPTH:]  # the top 20, then only the cited chunk
+    assert deep.chunk.chunk_id == "lifecycle#all" and deep.rank > SCORED_DEPTH
+    assert sample.scores[m.EVIDENCE_RECALL_AT[10]] == 0.0  # retrieval is scored on the top 20 only...
+    assert sample.scores[m.CITATION_PRECISION] == 1.0 and sample.failure == "ok"  # ...the citation resolves anyway
+    guide = next(d for d in load_corpus(CORPUS) if d.doc_id == "guides/lifecycle.md")
+    assert card.latency["context_chars"]["candidate"] == len(guide.text)  # context resolved through rank 23 too
+    assert card.sides["candidate"].build.config["k_context"] == 7  # the Config the pipeline used, not the one asked
+
+
+class ScriptedWorker:
+    """Stands in for sandbox._Worker: reports ready, then answers each question with the next scripted answer."""
+
+    def __init__(self, ready: dict, answers: list):
+        self.messages, self.answers = [ready], list(answers)
+
+    def send(self, message: dict) -> None:
+        self.messages.append({"event": "answer", "key": message["key"], "answer": self.answers.pop(0)})
+
+    def read(self, timeout_s: float) -> dict | None:
+        return self.messages.pop(0) if self.messages else None
+
+    def stop(self) -> None:
+        pass
+
+    kill = stop
+
+
+def test_the_worker_messages_are_read_with_the_harness_records(monkeypatch, tmp_path):
+    ready = {"event": "ready", "config": {"k_context": 3}, "peak_rss_mb": 50.0,
+             "index": {"chunks": 4, "build_seconds": 0.5, "cached": True, "pipeline_seconds": 2.0}}
+    hit = {"rank": 1, "chunk_id": "a#0", "doc_id": "a", "text": "t", "start": 0, "end": 1, "score": 1.0}
+    good = {"text": "x", "citations": ["a#0"], "abstained": False, "retrieved": [hit], "context": ["a#0"],
+            "latency_ms": {"retrieve": 1.0, "total": float("nan")}}
+    answers = [{**good, "retrieved": [{"chunk_id": "a#0"}]}, {**good, "retrieved": [{**hit, "rank": 0}]}, good]
+    monkeypatch.setattr(sandbox, "_Worker", lambda *args: ScriptedWorker(ready, answers))
+    session = Session()
+    outcomes = list(run_target(Target("candidate", "exercise", tmp_path), [("k1", "q1"), ("k2", "q2"), ("k3", "q3")],
+                               CORPUS, Limits(), tmp_path / "log", session))
+    assert [o.error.split(":")[0] for o in outcomes[:2]] == ["MalformedAnswer"] * 2  # a hit without fields; rank 0
+    assert outcomes[0].answer is None and "KeyError" in outcomes[0].error and "rank" in outcomes[1].error
+    answer = outcomes[2].answer
+    assert outcomes[2].error is None and answer.citations == ("a#0",) and answer.retrieved[0].chunk.doc_id == "a"
+    assert answer.latency_ms == {"retrieve": 1.0}  # a NaN latency is dropped, not averaged
+    assert session.build.config == {"k_context": 3}
+    index = session.build.index
+    assert (index.chunks, index.build_seconds, index.cached, index.pipeline_seconds) == (4, 0.5, True, 2.0)
+
+
+@pytest.mark.parametrize("seconds, cached, line", [
+    (0.4, True, "loaded from cache in 0.40 s"), (12.345, False, "built in 12.35 s"),
+    (1.0, None, "built or loaded in 1.00 s"), (None, None, "-"),
+])
+def test_the_index_line_says_whether_it_was_built_or_loaded(seconds, cached, line):
+    assert index_line(seconds, cached) == line
+
+
+def test_the_build_is_reported_as_the_index_alone_and_the_whole_pipeline(broken):
+    card, out, _ = broken
+    starter = card.sides["starter"].build
+    assert starter.config["retriever"] == "bm25"  # the Config the pipeline used: RAGKATA_RETRIEVER applied
+    assert starter.index.chunks > 0 and starter.index.cached is False  # BM25 embeds nothing, so uses no cache
+    assert 0 <= starter.index.build_seconds <= starter.index.pipeline_seconds
+    assert card.latency["build_seconds"]["starter"] == starter.index.build_seconds
+    assert card.latency["pipeline_seconds"]["starter"] == starter.index.pipeline_seconds
+    assert card.latency["cached"]["starter"] is False
+    candidate = card.sides["candidate"].build.index  # the broken fixture exposes a dict, not an IndexStats
+    assert (candidate.chunks, candidate.build_seconds, candidate.cached) == (None, None, None)
+    assert candidate.pipeline_seconds >= 0  # timed by the worker whatever the pipeline says
+    assert f"built in {starter.index.build_seconds:.2f} s" in (out / "scorecard.md").read_text()
+    assert f"built in {starter.index.build_seconds:.2f} s" in (out / "scorecard.html").read_text()
+
+
+SCORECARD_KEYS = ["version", "generated", "candidate", "inputs", "sides", "summaries", "headline", "per_tag", "failures",
+                  "latency", "timeline", "changes", "tests", "notes", "rubric", "ratings", "seconds"]
+
+
+def test_the_scorecard_round_trips_through_its_record(broken):
+    card, out, _ = broken
+    on_disk = json.loads((out / "scorecard.json").read_text())
+    assert list(on_disk) == SCORECARD_KEYS  # other tools read these
+    assert Scorecard.from_json(on_disk) == card
+    assert Scorecard.from_json(card.to_json()) == card
+    assert on_disk["summaries"]["candidate"]["dev"]["metrics"] == dict(card.summaries["candidate"]["dev"].metrics)
+    assert on_disk["sides"]["starter"]["build"]["index"]["chunks"] == card.sides["starter"].build.index.chunks
+    assert card.summaries["candidate"]["holdout"] is not None and set(card.summaries["candidate"]) == {"dev", "holdout", "all"}
+
+
+def test_fold_ratings_reads_the_scorecard_back_through_its_record(broken, tmp_path):
+    card, out, _ = broken
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    ratings = tmp_path / "ratings.json"
+    ratings.write_text(json.dumps({"abstention": {"score": 4, "note": "swept the threshold"}}))
+    folded = fold_ratings(copy, ratings)
+    assert Scorecard.from_json(json.loads((copy / "scorecard.json").read_text())) == folded
+    assert {r["id"]: (r["score"], r["note"]) for r in folded.rubric}["abstention"] == (4, "swept the threshold")
+    assert folded.ratings == {"file": str(ratings), "rated": 1, "of": 9, "total": 4, "max": 4, "mean": 4.0}
+    assert dataclasses.replace(folded, rubric=card.rubric, ratings=card.ratings) == card  # nothing else changed
+    assert all(row["score"] is None for row in card.rubric)  # and the card it was read from is untouched
+
+
+def test_fold_ratings_refuses_a_file_that_is_not_a_scorecard(tmp_path):
+    (tmp_path / "scorecard.json").write_text(json.dumps({"version": 1, "rubric": []}))
+    ratings = tmp_path / "ratings.json"
+    ratings.write_text("{}")
+    with pytest.raises(ValueError, match=r"scorecard.json: not a scorecard this grader can read \(ValueError: version 1"):
+        fold_ratings(tmp_path, ratings)
 
 
 def test_rubric_has_the_nine_criteria_with_levels_and_evidence(broken):
     card, out, _ = broken
-    assert [row["id"] for row in card["rubric"]] == CRITERIA
-    for row in card["rubric"]:
+    assert [row["id"] for row in card.rubric] == CRITERIA
+    for row in card.rubric:
         assert list(row["levels"]) == ["1", "2", "3", "4"] and all(row["levels"].values())
         assert row["evidence"] and row["score"] is None
-    evidence = {row["id"]: " ".join(row["evidence"]) for row in card["rubric"]}
+    evidence = {row["id"]: " ".join(row["evidence"]) for row in card.rubric}
     assert "retrieval_miss" in evidence["retrieval_vs_generation"] and "generation_miss" in evidence["retrieval_vs_generation"]
     assert "timed out" in evidence["code_quality"]
     assert json.loads((out / "ratings.template.json").read_text()) == {c: {"score": None, "note": ""} for c in CRITERIA}
@@ -257,7 +399,7 @@ def test_bad_ratings_are_refused_with_the_file_and_field(tmp_path, content, fiel
 def test_bad_ratings_exit_2_from_the_cli_before_anything_runs(tmp_path, monkeypatch, capsys):
     path = tmp_path / "ratings.json"
     path.write_text('{"code_quality": {"score": 0}}')
-    monkeypatch.setattr(sys, "argv", ["ragkata", "grade", "--candidate", str(BROKEN), "--dev", str(GOLDEN),
+    monkeypatch.setattr(sys, "argv", ["ragkata-grader", "grade", "--candidate", str(BROKEN), "--dev", str(GOLDEN),
                                       "--corpus", str(CORPUS), "--out", str(tmp_path / "out"), "--ratings", str(path)])
     with pytest.raises(SystemExit) as exit_:
         main()
@@ -375,8 +517,12 @@ def test_grading_the_starter_on_the_real_corpus(tmp_path, monkeypatch):
     reference = "grader.solutions" if (INTERVIEWER_ROOT / "grader" / "solutions" / "pipeline.py").is_file() else "exercise"
     card = grade(candidate, tmp_path / "out", subset, subset, INTERVIEWER_ROOT / "corpus", reference,
                  limits=Limits(timeout_s=60), run_tests=False)
-    assert all(card["sides"][side]["errors"] == 0 for side in ("starter", "candidate", "reference"))
-    row = card["headline"]["rows"][0]
+    assert all(card.sides[side].errors == 0 for side in ("starter", "candidate", "reference"))
+    row = card.headline["rows"][0]
     assert row["dev"]["starter"] == pytest.approx(row["dev"]["candidate"])  # the same code scores the same
+    index = card.sides["candidate"].build.index
+    assert index.chunks > 0 and isinstance(index.cached, bool) and index.build_seconds <= index.pipeline_seconds
+    how = "loaded from cache in" if index.cached else "built in"
+    assert f"{how} {index.build_seconds:.2f} s" in (tmp_path / "out" / "scorecard.md").read_text()
     for name in ("scorecard.json", "scorecard.md", "scorecard.html"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
