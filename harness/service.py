@@ -126,7 +126,7 @@ def run_summary(folder: Path, latest: str | None) -> RunSummary:
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         samples = read_samples(folder / "samples.jsonl")
-        summary = {**summarize(samples), "complete": False} if samples else {}
+        summary = {**summarize(samples).to_json(), "complete": False} if samples else {}
     fields = {k: summary[k] for k in RunSummary.model_fields if k in summary and k not in ("run_id", "latest")}
     return RunSummary(run_id=folder.name, latest=folder.name == latest, **fields)
 
@@ -235,20 +235,20 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
     def run_detail(run_id: str) -> RunOut:
         """One run: its summary and every sample line, hits marked where they cover the dev question's evidence."""
         folder = find_run(run_id)
-        samples = read_samples(folder / "samples.jsonl")
-        for sample in samples:
-            question = golden_by_id.get(sample.get("id", ""))
-            for hit in sample.get("retrieved", []):
-                chunk = Chunk(hit.get("chunk_id", ""), hit.get("doc_id", ""), hit.get("text", ""), 0, 0)
-                hit["evidence"] = [i for i, e in enumerate(question.evidence) if covers(chunk, e)] if question else []
-            sample["expected"] = GoldenOut.of(question).model_dump() if question else None
-        return RunOut(summary=run_summary(folder, latest_name()), samples=samples)
+        lines = []
+        for sample in read_samples(folder / "samples.jsonl"):
+            question, line = golden_by_id.get(sample.id), sample.to_json()
+            for hit, shown in zip(sample.retrieved, line["retrieved"]):
+                shown["evidence"] = [i for i, e in enumerate(question.evidence) if covers(hit.chunk, e)] if question else []
+            line["expected"] = GoldenOut.of(question).model_dump() if question else None
+            lines.append(line)
+        return RunOut(summary=run_summary(folder, latest_name()), samples=lines)
 
     @app.get("/api/compare", response_model=CompareOut, responses=ERRORS, tags=["runs"])
     def compare(a: str, b: str) -> CompareOut:
         """Run b against run a: per-metric deltas with 95% paired bootstrap intervals, and the flipped questions."""
         samples_a, samples_b = (read_samples(find_run(r) / "samples.jsonl") for r in (a, b))
-        questions = {s["id"]: s["question"] for s in samples_a}
+        questions = {s.id: s.question for s in samples_a}
         return CompareOut(a=a, b=b, deltas=[DeltaOut(**d.__dict__) for d in metric_deltas(samples_a, samples_b)],
                           flips=[FlipOut(id=f.id, question=questions.get(f.id, ""), before=f.before, after=f.after)
                                  for f in flips(samples_a, samples_b)])
@@ -257,7 +257,7 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
     async def healthz() -> Health:
         """Liveness, what is loaded, and the process's peak memory. Needs no token."""
         return Health(status="ok", pipeline=pipeline, docs=len(documents), golden=len(golden_by_id),
-                      chunks=(getattr(built, "index_stats", None) or {}).get("chunks"), peak_rss_mb=round(peak_rss_mb(), 1),
+                      chunks=getattr(getattr(built, "index_stats", None), "chunks", None), peak_rss_mb=round(peak_rss_mb(), 1),
                       uptime_s=round(time.time() - started, 1), token_required=bool(token), config=config.to_dict())
 
     @app.get("/", include_in_schema=False)
