@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 from exercise.config import Config
-from exercise.contracts import Chunk, Hit
+from exercise.contracts import Hit
 from harness.api import (
     ASK_EXAMPLE,
     ERRORS,

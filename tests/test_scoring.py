@@ -9,7 +9,7 @@ import pytest
 from exercise.contracts import Answer, Chunk, Hit
 from harness import metrics as m
 from harness.golden import Evidence, GoldenQuestion
-from harness.records import RankedHit, Sample
+from harness.records import Sample
 from harness.scoring import FAILURE_LABELS, attribute_failure, score_question, score_sample, summarize
 
 QUOTE_A = Evidence("a.md", "objects up to 5 GB")
