@@ -26,7 +26,7 @@ console = Console()
 GOLDEN = typer.Option(Path("golden_set/dev.jsonl"), "--golden", help="golden questions (.jsonl)")
 CORPUS = typer.Option(Path("corpus"), "--corpus", help="corpus folder")
 CONFIG = typer.Option(None, "--config", help="override a Config field, name=value; repeatable")
-PIPELINE = typer.Option("exercise", "--pipeline", help="package whose pipeline.py has build_pipeline(), e.g. grader.solutions")
+PIPELINE = typer.Option("exercise", "--pipeline", help="package whose pipeline.py has build_pipeline(), e.g. exercise")
 
 
 def make_config(overrides: Optional[List[str]]) -> Config:
@@ -190,77 +190,22 @@ def serve_command(
     uvicorn.run(web, host=host, port=port)
 
 
-@app.command("grade")
-def grade_command(
-    candidate: Path = typer.Option(Path("."), "--candidate", help="the candidate's repository (the folder holding exercise/)"),
-    holdout: Optional[Path] = typer.Option(None, "--holdout", help="held-back golden file (default: golden_set/holdout.jsonl when it exists)"),
-    out: Path = typer.Option(Path("scorecard"), "--out", help="folder for scorecard.{json,md,html}, runs/ and logs/"),
-    dev: Path = typer.Option(Path("golden_set/dev.jsonl"), "--dev", help="dev golden file (the candidate's)"),
-    corpus: Path = CORPUS,
-    reference: str = typer.Option("grader.solutions", "--reference", help="package of the reference pipeline"),
-    config: Optional[List[str]] = typer.Option(None, "--config", help="override a field of the candidate's Config, name=value"),
-    timeout: float = typer.Option(30.0, "--timeout", help="seconds allowed per question; a slower answer is a scored failure"),
-    memory_mb: int = typer.Option(6144, "--memory-mb", help="address-space cap per pipeline worker in MB (0 = none; not enforced on macOS)"),
-    ratings: Optional[Path] = typer.Option(None, "--ratings", help="your ratings, from ratings.template.json in --out"),
-    render_only: bool = typer.Option(False, "--render-only", help="fold --ratings into the scorecard in --out without re-running"),
-    skip_tests: bool = typer.Option(False, "--skip-tests", help="do not run the candidate's own tests"),
-) -> None:
-    """Grade a candidate: starter, candidate and reference on dev and holdout, side by side, into --out.
-
-    Example: ragkata grade --candidate ../alice-ragkata --out scorecards/alice
-    Then rate: ragkata grade --out scorecards/alice --ratings alice-ratings.json --render-only
-    """
-    from grader.grade import FILES, fold_ratings, grade
-    from grader.sandbox import Limits
-
-    if render_only:
-        if ratings is None:
-            raise ValueError("--render-only folds a ratings file into an existing scorecard; pass --ratings FILE too")
-        fold_ratings(out, ratings)
-    else:
-        default_holdout = Path("golden_set/holdout.jsonl")
-        holdout = holdout or (default_holdout if default_holdout.is_file() else None)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console) as progress:
-            tasks: dict = {}
-
-            def advance(side: str, done: int, total: int) -> None:
-                if side not in tasks:
-                    tasks[side] = progress.add_task(f"{side:<10}", total=total)
-                progress.update(tasks[side], completed=done)
-
-            card = grade(candidate, out, dev, holdout, corpus, reference, config or [], Limits(timeout_s=timeout, memory_mb=memory_mb),
-                         ratings, run_tests=not skip_tests, progress=advance)
-        for side, info in card["sides"].items():
-            for incident in info["incidents"]:
-                console.print(f"[red]{incident.splitlines()[0]}[/red]", markup=True, highlight=False)
-    console.print(f"wrote {', '.join(str(out / name) for name in FILES)}")
+USER_ERRORS = (FileNotFoundError, GoldenError, CorpusError, ValueError, json.JSONDecodeError)
 
 
-@app.command("export-candidate")
-def export_command(directory: Path = typer.Argument(..., help="new or empty folder for the candidate's copy"),
-                   source: Path = typer.Option(Path(__file__).resolve().parents[1], "--source", hidden=True)) -> None:
-    """Write the repository as the candidate receives it: no holdout, no reference solution, no rubric answers.
-
-    Example: ragkata export-candidate ../ragkata-for-alice
-    """
-    from grader.export import export_candidate
-
-    result = export_candidate(source, directory)
-    console.print(f"wrote {result.files} files to {result.directory} (one commit, {result.commit[:7]}); held back: "
-                  f"{', '.join(result.held_back) or 'nothing tracked'}")
-    if result.uncommitted:
-        console.print(f"[yellow]exported as on disk, uncommitted: {', '.join(result.uncommitted)}[/yellow]")
+def run_app(typer_app: typer.Typer) -> None:
+    """Run a typer app; a user error prints one line and exits with status 2, never a traceback."""
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    try:
+        typer_app()
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one clear line and exit status 2."""
-    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    try:
-        app()
-    except (FileNotFoundError, GoldenError, CorpusError, ValueError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    """Entry point of `ragkata`."""
+    run_app(app)
 
 
 if __name__ == "__main__":

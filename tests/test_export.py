@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from grader.export import HELD_BACK, export_candidate
 from grader.sandbox import INTERVIEWER_ROOT, Limits
-from harness.cli import app
+from grader.cli import app
 
 GIT_ID = ["-c", "user.name=t", "-c", "user.email=t@t"]
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".cache", "runs", "scorecard", "__pycache__", ".pytest_cache",

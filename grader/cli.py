@@ -1,0 +1,91 @@
+"""The `ragkata-grader` command, the interviewer's: grade a candidate, and export the copy they receive.
+
+A few lines per command, each calling grader/; user errors print one line and exit 2, exactly as in
+`ragkata` (harness/cli.py), whose options and error handling it reuses.
+Left out on purpose: the candidate's commands (eval, compare, ask, ...), which stay in `ragkata`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from harness.cli import CORPUS, console, run_app
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="ragkata-grader: grade a candidate's pipeline and export the candidate's copy of the repository.")
+
+
+@app.command("grade")
+def grade_command(
+    candidate: Path = typer.Option(Path("."), "--candidate", help="the candidate's repository (the folder holding exercise/)"),
+    holdout: Optional[Path] = typer.Option(None, "--holdout", help="held-back golden file (default: golden_set/holdout.jsonl when it exists)"),
+    out: Path = typer.Option(Path("scorecard"), "--out", help="folder for scorecard.{json,md,html}, runs/ and logs/"),
+    dev: Path = typer.Option(Path("golden_set/dev.jsonl"), "--dev", help="dev golden file (the candidate's)"),
+    corpus: Path = CORPUS,
+    reference: str = typer.Option("grader.solutions", "--reference", help="package of the reference pipeline"),
+    config: Optional[List[str]] = typer.Option(None, "--config", help="override a field of the candidate's Config, name=value"),
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds allowed per question; a slower answer is a scored failure"),
+    memory_mb: int = typer.Option(6144, "--memory-mb", help="address-space cap per pipeline worker in MB (0 = none; not enforced on macOS)"),
+    ratings: Optional[Path] = typer.Option(None, "--ratings", help="your ratings, from ratings.template.json in --out"),
+    render_only: bool = typer.Option(False, "--render-only", help="fold --ratings into the scorecard in --out without re-running"),
+    skip_tests: bool = typer.Option(False, "--skip-tests", help="do not run the candidate's own tests"),
+) -> None:
+    """Grade a candidate: starter, candidate and reference on dev and holdout, side by side, into --out.
+
+    Example: ragkata-grader grade --candidate ../alice-ragkata --out scorecards/alice
+    Then rate: ragkata-grader grade --out scorecards/alice --ratings alice-ratings.json --render-only
+    """
+    from grader.grade import FILES, fold_ratings, grade
+    from grader.sandbox import Limits
+
+    if render_only:
+        if ratings is None:
+            raise ValueError("--render-only folds a ratings file into an existing scorecard; pass --ratings FILE too")
+        fold_ratings(out, ratings)
+    else:
+        default_holdout = Path("golden_set/holdout.jsonl")
+        holdout = holdout or (default_holdout if default_holdout.is_file() else None)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            tasks: dict = {}
+
+            def advance(side: str, done: int, total: int) -> None:
+                if side not in tasks:
+                    tasks[side] = progress.add_task(f"{side:<10}", total=total)
+                progress.update(tasks[side], completed=done)
+
+            card = grade(candidate, out, dev, holdout, corpus, reference, config or [], Limits(timeout_s=timeout, memory_mb=memory_mb),
+                         ratings, run_tests=not skip_tests, progress=advance)
+        for side, info in card.sides.items():
+            for incident in info.incidents:
+                console.print(f"[red]{incident.splitlines()[0]}[/red]", markup=True, highlight=False)
+    console.print(f"wrote {', '.join(str(out / name) for name in FILES)}")
+
+
+@app.command("export-candidate")
+def export_command(directory: Path = typer.Argument(..., help="new or empty folder for the candidate's copy"),
+                   source: Path = typer.Option(Path(__file__).resolve().parents[1], "--source", hidden=True)) -> None:
+    """Write the repository as the candidate receives it: no holdout, no reference solution, no rubric answers.
+
+    Example: ragkata-grader export-candidate ../ragkata-for-alice
+    """
+    from grader.export import HELD_BACK, export_candidate
+
+    result = export_candidate(source, directory)
+    console.print(f"wrote {result.files} files to {result.directory} (one commit, {result.commit[:7]}); held back "
+                  f"{len(result.held_back)} tracked files ({', '.join(HELD_BACK)})")
+    if result.uncommitted:
+        console.print(f"[yellow]exported as on disk, uncommitted: {', '.join(result.uncommitted)}[/yellow]")
+
+
+def main() -> None:
+    """Entry point of `ragkata-grader`."""
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()
