@@ -14,6 +14,7 @@ RUN pip install --no-deps --extra-index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY exercise exercise
 COPY harness harness
+# interviewer-only: the candidate's copy has no grader/, so the export drops this line and the next
 COPY grader grader
 RUN pip install -e '.[dev]'
 COPY corpus corpus

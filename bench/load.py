@@ -10,7 +10,6 @@ in time), and pass/fail thresholds; these machines are shared and noisy, so comp
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import socket
@@ -27,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # never anything else
 FALLBACK_QUESTIONS = ["How long until objects move to cold-vault?", "What does error KOS-4032 mean?",
                       "How many lifecycle rules can one bucket have?", "Can I get a refund on an annual plan?"]
-
-
-def default_pipeline() -> str:
-    """grader.solutions when its pipeline.py is there (the reference build), else the starter."""
-    try:
-        return "grader.solutions" if importlib.util.find_spec("grader.solutions.pipeline") else "exercise"
-    except ModuleNotFoundError:
-        return "exercise"
 
 
 def free_port() -> int:
@@ -127,7 +118,7 @@ def run_level(base: str, endpoint: str, bodies: list[dict], clients: int, max_se
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline", default=default_pipeline(), help="default: grader.solutions if importable, else exercise")
+    parser.add_argument("--pipeline", default="exercise", help="package whose pipeline.py has build_pipeline()")
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
     parser.add_argument("--golden", type=Path, default=ROOT / "golden_set" / "dev.jsonl", help="questions to send (and to serve)")
     parser.add_argument("--config", action="append", default=[], help="name=value passed to ragkata serve; repeatable")

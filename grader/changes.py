@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from grader.export import EXPORT_MESSAGE, held_back
 from grader.timeline import git
 
-EXPORT_MESSAGE = "ragkata exercise"  # the bundle's one commit (grader/export.py)
 COMPARED = ("exercise", "tests")  # folders compared file by file when there is no bundle commit
 MAX_DIFF_LINES = 400  # per file, in the scorecard
 MAX_TEXT_BYTES = 1_000_000
@@ -69,10 +69,12 @@ def _by_files(candidate: Path, starter: Path) -> dict:
     entries = []
     missing = [folder for folder in COMPARED if not (candidate / folder).is_dir()]
     for folder in missing:  # one line for a whole missing folder, not a diff per file
-        lines = sum(len(_text(p) or []) for p in (starter / folder).rglob("*.py"))
+        lines = sum(len(_text(p) or []) for p in (starter / folder).rglob("*.py")
+                    if not held_back(p.relative_to(starter).as_posix()))
         entries.append({"path": f"{folder}/", "status": "missing", "added": 0, "deleted": lines,
                         "diff": f"(the candidate's folder has no {folder}/)"})
-    for path in sorted(_files(candidate) | _files(starter)):
+    starter_files = {p for p in _files(starter) if not held_back(p)}  # the candidate never had the held-back ones
+    for path in sorted(_files(candidate) | starter_files):
         if path.split("/", 1)[0] in missing:
             continue
         old_path, new_path = starter / path, candidate / path

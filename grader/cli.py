@@ -69,7 +69,7 @@ def grade_command(
 @app.command("export-candidate")
 def export_command(directory: Path = typer.Argument(..., help="new or empty folder for the candidate's copy"),
                    source: Path = typer.Option(Path(__file__).resolve().parents[1], "--source", hidden=True)) -> None:
-    """Write the repository as the candidate receives it: no holdout, no reference solution, no rubric answers.
+    """Write the repository as the candidate receives it: no grader/, no holdout, no tests that need them.
 
     Example: ragkata-grader export-candidate ../ragkata-for-alice
     """
@@ -78,6 +78,8 @@ def export_command(directory: Path = typer.Argument(..., help="new or empty fold
     result = export_candidate(source, directory)
     console.print(f"wrote {result.files} files to {result.directory} (one commit, {result.commit[:7]}); held back "
                   f"{len(result.held_back)} tracked files ({', '.join(HELD_BACK)})")
+    if result.trimmed:
+        console.print(f"dropped interviewer-only lines from: {', '.join(result.trimmed)}")
     if result.uncommitted:
         console.print(f"[yellow]exported as on disk, uncommitted: {', '.join(result.uncommitted)}[/yellow]")
 

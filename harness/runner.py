@@ -100,7 +100,7 @@ def load_pipeline(module: str, config: Config, documents: Sequence[Document]) ->
     build = getattr(target, "build_pipeline", None)
     if build is None:
         raise ValueError(f"{target.__name__} has no build_pipeline(config, documents); --pipeline must name a "
-                         "package with a pipeline.py that defines it, like 'exercise' or 'grader.solutions'")
+                         "package with a pipeline.py that defines it, like 'exercise'")
     return build(config, documents)
 
 
