@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
 from exercise.contracts import Document
+from harness.errors import InputError
 
 EXTENSIONS = (".md", ".html", ".txt")
 TYPES = ("guide", "api-reference", "pricing", "policy", "runbook", "release-notes", "postmortem",
@@ -32,28 +32,8 @@ CANARIES_FILE = "canaries.json"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class CorpusError(ValueError):
-    """Corpus problems, each located by file and line, with the fix; str() gives one line per problem.
-
-    `problems` holds every problem (one CorpusError each); path, line, field and message are the first's.
-    """
-
-    def __init__(self, path: Path | str, line: int, field: str, message: str):
-        self.path, self.line, self.field, self.message = str(path), line, field, message
-        self.problems: tuple[CorpusError, ...] = (self,)
-        super().__init__(f"{path}:{line}: field '{field}': {message}")
-
-    @classmethod
-    def joined(cls, problems: Sequence[CorpusError]) -> CorpusError:
-        """One error that carries all of `problems` (at least one) and lists them, one line each."""
-        every = tuple(one for problem in problems for one in problem.problems)
-        if len(every) == 1:
-            return every[0]
-        first = every[0]
-        error = cls(first.path, first.line, first.field, first.message)
-        error.problems = every
-        error.args = ("\n".join(str(one) for one in every),)
-        return error
+class CorpusError(InputError):
+    """Corpus problems, each located by file and line, with the fix (see harness/errors.py)."""
 
 
 @dataclass(frozen=True)

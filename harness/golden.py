@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+
+from harness.errors import InputError
 
 TAGS = (
     "paraphrase",
@@ -27,28 +28,8 @@ TAGS = (
 FIELDS = ("id", "question", "answerable", "answer", "facts", "evidence", "tags")
 
 
-class GoldenError(ValueError):
-    """Golden file problems, each located: file, line, field, value, and how to fix it; one line each in str().
-
-    `problems` holds every problem (one GoldenError each); path, line, field and message are the first's.
-    """
-
-    def __init__(self, path: Path | str, line: int, field: str, message: str):
-        self.path, self.line, self.field, self.message = str(path), line, field, message
-        self.problems: tuple[GoldenError, ...] = (self,)
-        super().__init__(f"{path}:{line}: field '{field}': {message}")
-
-    @classmethod
-    def joined(cls, problems: Sequence[GoldenError]) -> GoldenError:
-        """One error that carries all of `problems` (at least one) and lists them, one line each."""
-        every = tuple(one for problem in problems for one in problem.problems)
-        if len(every) == 1:
-            return every[0]
-        first = every[0]
-        error = cls(first.path, first.line, first.field, first.message)
-        error.problems = every
-        error.args = ("\n".join(str(one) for one in every),)
-        return error
+class GoldenError(InputError):
+    """Golden file problems, each located by file and line, with the fix (see harness/errors.py)."""
 
 
 @dataclass(frozen=True)
