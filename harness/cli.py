@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from exercise.config import Config
 from harness.corpus import CorpusError
 from harness.golden import GoldenError
+from harness.report import console_for_output
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="ragkata: build, measure and explain a RAG pipeline.")
-console = Console()
+console = console_for_output()  # 120 columns when piped, so no metric name is cut
 
 GOLDEN = typer.Option(Path("golden_set/dev.jsonl"), "--golden", help="golden questions (.jsonl)")
 CORPUS = typer.Option(Path("corpus"), "--corpus", help="corpus folder")
@@ -71,34 +71,23 @@ def eval_command(
 
         samples = read_samples(run.directory / "samples.jsonl")
         extra["ragas"] = ragas_columns(samples, {q.id: q for q in read_golden(run.spec.golden)})
-    summary = run.finish(extra=extra)
-    print_summary(summary, console)
+    print_summary(run.finish(extra=extra), console)
     console.print(f"wrote {run.directory}/ (samples.jsonl, summary.json)")
 
 
 @app.command("compare")
 def compare_command(run_a: Path = typer.Argument(..., help="baseline run folder"),
                     run_b: Path = typer.Argument(..., help="new run folder")) -> None:
-    """Per-metric deltas (B - A) with 95% paired bootstrap intervals, and the questions that flipped.
+    """Per-metric and per-tag deltas (B - A) with 95% paired bootstrap intervals, and the questions that flipped.
 
     Example: ragkata compare runs/20261122T161530-3fa9c1e runs/latest
     """
-    from rich.table import Table
-
-    from harness.compare import flips, load_run_samples, metric_deltas
+    from harness.compare import check_comparable, load_run_samples
+    from harness.report import print_comparison
 
     a, b = load_run_samples(run_a), load_run_samples(run_b)
-    table = Table(title=f"{run_a.name} -> {run_b.name}", title_justify="left")
-    for column in ("metric", "n", "A", "B", "delta", "95% CI", ""):
-        table.add_column(column, justify="left" if column in ("metric", "") else "right")
-    for d in metric_deltas(a, b):
-        verdict = "real gain" if d.low > 0 else "real loss" if d.high < 0 else "within noise"
-        table.add_row(d.metric, str(d.n), f"{d.a:.3f}", f"{d.b:.3f}", f"{d.delta:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", verdict)
-    console.print(table)
-    changed = flips(a, b)
-    console.print(f"{len(changed)} question(s) flipped between ok and a failure:")
-    for flip in changed:
-        console.print(f"  {flip.id}: {flip.before} -> {flip.after}")
+    check_comparable(a, b, str(run_a), str(run_b))
+    print_comparison(a, b, f"{run_a.name} -> {run_b.name}", console)
 
 
 @app.command("ask")
@@ -109,25 +98,13 @@ def ask_command(question: str = typer.Argument(..., help="the question"),
 
     Example: ragkata ask "What does error KOS-4031 mean?"
     """
-    from rich.table import Table
-
     from harness.corpus import load_corpus
+    from harness.report import print_answer
     from harness.runner import load_pipeline
 
     with console.status("loading the index"):
         built = load_pipeline(pipeline, make_config(config), load_corpus(corpus))
-    answer = built.answer(question)
-    table = Table(title="retrieved", title_justify="left")
-    for column in ("#", "score", "chunk", "ctx", "text"):
-        table.add_column(column)
-    for rank, hit in enumerate(answer.retrieved[:hits], start=1):
-        in_context = "yes" if hit.chunk.chunk_id in answer.context else ""
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.chunk.chunk_id, in_context, " ".join(hit.chunk.text.split())[:110])
-    console.print(table)
-    console.print(f"[bold]context[/bold]: {', '.join(answer.context)}")
-    console.print(f"[bold]answer[/bold]{' (abstained)' if answer.abstained else ''}: {answer.text}")
-    console.print(f"[bold]citations[/bold]: {', '.join(answer.citations) or '(none)'}")
-    console.print("latency ms: " + ", ".join(f"{k} {v:.1f}" for k, v in answer.latency_ms.items()))
+    print_answer(built.answer(question), hits, console)
 
 
 @app.command("index")
@@ -136,12 +113,16 @@ def index_command(corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, p
 
     Example: ragkata index --config retriever=dense
     """
+    import time
+
     from harness.corpus import load_corpus
-    from harness.runner import load_pipeline
+    from harness.report import describe_index
+    from harness.runner import index_report, load_pipeline
 
     with console.status("building the index"):
+        started = time.perf_counter()
         built = load_pipeline(pipeline, make_config(config), load_corpus(corpus))
-    console.print(getattr(built, "index_stats", {}))
+    console.print(describe_index(index_report(built, time.perf_counter() - started)))
 
 
 @app.command("validate")
