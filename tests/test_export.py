@@ -1,12 +1,15 @@
 """export-candidate: the bundle holds every tracked file but HELD_BACK, without interviewer-only lines, in one
-clean commit, and it refuses a bundle in which anything imports grader.
+clean commit; it refuses a bundle in which anything imports grader; and (slow) the bundle, in a fresh
+virtualenv of its own, passes its own `make eval` and `make test` and can then be graded.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from typer.testing import CliRunner
 from grader.changes import what_changed
 from grader.cli import app
 from grader.export import HELD_BACK, drop_interviewer_lines, export_candidate
-from grader.sandbox import INTERVIEWER_ROOT
+from grader.sandbox import INTERVIEWER_ROOT, Limits
 
 GIT_ID = ["-c", "user.name=t", "-c", "user.email=t@t"]
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".cache", "runs", "scorecard", "__pycache__", ".pytest_cache",
@@ -143,3 +146,50 @@ def test_a_candidate_folder_without_git_did_not_delete_the_held_back_tests(tmp_p
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     changes = what_changed(candidate, INTERVIEWER_ROOT)
     assert changes["method"].startswith("file by file") and changes["files"] == []
+
+
+def bundle_environment() -> dict[str, str]:
+    """The environment of a candidate's shell: no venv active, no ragkata settings, not CI (a candidate who
+    has not run `make llm` sees the real-model tests skip), but this machine's pip settings, and the
+    interviewer's embedding cache (RAGKATA_CACHE_DIR) so nothing is embedded twice."""
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RAGKATA_") and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "CI")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env["RAGKATA_CACHE_DIR"] = str(INTERVIEWER_ROOT / ".cache" / "ragkata")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=bundle_environment())
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_the_bundle_passes_its_own_make_eval_and_make_test_in_a_fresh_venv_and_can_be_graded(tmp_path):
+    if not (INTERVIEWER_ROOT / "golden_set" / "dev.jsonl").is_file():
+        pytest.skip("golden_set/dev.jsonl is not in this copy of the repository")
+    bundle = tmp_path / "bundle"
+    export_candidate(interviewer_copy(tmp_path), bundle)
+    assert git(bundle, "status", "--porcelain") == "" and len(git(bundle, "log", "--oneline").splitlines()) == 1
+
+    run(["make", "eval"], bundle)  # creates bundle/.venv from nothing, as the README's first command
+    scripts = bundle / ".venv" / "bin"
+    assert (scripts / "ragkata").exists() and not (scripts / "ragkata-grader").exists()
+    assert (bundle / "runs" / "latest" / "summary.json").is_file()
+    tested = run(["make", "test"], bundle)
+    summary = tested.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and not re.search(r"failed|error", summary), summary
+
+    from grader.grade import grade
+
+    subset = tmp_path / "dev-subset.jsonl"
+    subset.write_text("\n".join((bundle / "golden_set" / "dev.jsonl").read_text().splitlines()[:5]) + "\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAGKATA_RETRIEVER", "bm25")
+        card = grade(bundle, tmp_path / "out", subset, None, INTERVIEWER_ROOT / "corpus", "exercise",
+                     limits=Limits(timeout_s=60), run_tests=False)
+    assert card.timeline["discipline"]["runs"] == 1 and card.timeline["discipline"]["commits"] == 0
+    assert card.changes["method"].startswith("git: working tree against the bundle commit")
+    assert card.changes["totals"]["files"] == 0  # .venv, runs/, .pytest_cache and caches are ignored, not changes
