@@ -48,12 +48,24 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a language model call cost; a generator that calls no model keeps the zeros."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0  # what the call spent: 0 when the reply came from a cache
+    cached: bool = False  # True when a cached reply was used and no model was called
+    calls: int = 0  # requests sent to a model for this answer (a cached reply sends none)
+
+
+@dataclass(frozen=True)
 class Generation:
     """What a generator returns: answer text, the chunk ids it cites, or an abstention."""
 
     text: str
     citations: tuple[str, ...] = ()
     abstained: bool = False
+    usage: Usage = Usage()
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class Answer:
     retrieved: tuple[Hit, ...]  # ranked, best first, at least the top SCORED_DEPTH
     context: tuple[str, ...]  # chunk ids actually given to the generator
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # per stage, plus "total"
+    usage: Usage = Usage()  # the generation's tokens and cost (Generation.usage)
 
 
 @dataclass(frozen=True)

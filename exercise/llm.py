@@ -10,13 +10,13 @@ is supported by what it cites (that is task 4's question, for this generator as 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import openai
 
 from .config import Config
-from .contracts import Chunk, Generation
+from .contracts import Chunk, Generation, Usage
 
 ABSTAIN_PHRASE = "I cannot answer from the sources."  # the prompt asks for it; a reply containing it abstains
 PROMPT_PATH = Path(__file__).with_name("prompt.md")
@@ -37,16 +37,6 @@ _PLACEHOLDER = re.compile(r"\{(sources|question|abstain)\}")
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)  # notes for the reader of prompt.md, not sent to the model
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # [2] or [1, 3]
 _RETRIED_STATUS = {408, 429}  # plus every 5xx
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What one generate() call used. cost_usd is what it spent: 0.0 when the reply came from the disk cache."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    cached: bool  # True when the reply came from the disk cache and no request was sent
 
 
 class LLMError(RuntimeError):
@@ -140,7 +130,7 @@ def is_retried(error: Exception) -> bool:
 
 
 class LLMGenerator:
-    """Asks a chat model to answer from numbered sources; records the last call's Usage in `last_usage`."""
+    """Asks a chat model to answer from numbered sources; each Generation carries the call's Usage."""
 
     def __init__(self, config: Config, prompt_path: str | Path = PROMPT_PATH,
                  sleep: Callable[[float], None] = time.sleep):
@@ -157,11 +147,9 @@ class LLMGenerator:
                                     timeout=config.llm_timeout_s, max_retries=0)  # retries are ours, below
         self.cache = ReplyCache(Path(config.cache_dir) / "llm") if config.llm_cache else None
         self.sleep = sleep
-        self.last_usage: Usage | None = None
 
     def generate(self, question: str, context: Sequence[Chunk]) -> Generation:
         if not context:  # nothing to ground an answer in: abstain without paying for a call
-            self.last_usage = Usage(0, 0, 0.0, cached=False)
             return Generation(text=ABSTAIN_PHRASE, abstained=True)
         messages = [{"role": "user", "content": render_prompt(self.template, question, context)}]
         params = {"max_tokens": self.config.llm_max_tokens, "temperature": self.config.llm_temperature,
@@ -169,15 +157,15 @@ class LLMGenerator:
         key = cache_key(self.config.llm_base_url, self.config.llm_model, messages, params)
         entry = self.cache.get(key) if self.cache else None
         if entry is not None:
-            self.last_usage = Usage(entry["prompt_tokens"], entry["completion_tokens"], 0.0, cached=True)
+            usage = Usage(entry["prompt_tokens"], entry["completion_tokens"], 0.0, cached=True, calls=0)
         else:
             entry = self._complete(messages, params)
             if self.cache:
                 self.cache.put(key, entry)
-            self.last_usage = Usage(entry["prompt_tokens"], entry["completion_tokens"],
-                                    cost_usd(entry["prompt_tokens"], entry["completion_tokens"],
-                                             self.config.llm_price_in, self.config.llm_price_out), cached=False)
-        return parse_reply(entry["reply"], [chunk.chunk_id for chunk in context])
+            usage = Usage(entry["prompt_tokens"], entry["completion_tokens"],
+                          cost_usd(entry["prompt_tokens"], entry["completion_tokens"],
+                                   self.config.llm_price_in, self.config.llm_price_out), cached=False, calls=1)
+        return dataclasses.replace(parse_reply(entry["reply"], [chunk.chunk_id for chunk in context]), usage=usage)
 
     def _complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
         """One chat completion, tried up to TRIES times with exponential backoff; the cache entry it makes."""

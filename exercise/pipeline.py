@@ -107,6 +107,7 @@ class StarterPipeline:
             abstained=generation.abstained,
             retrieved=tuple(hits),
             context=tuple(hit.chunk.chunk_id for hit in context),
+            usage=generation.usage,
             latency_ms={
                 "retrieve": (retrieved - started) * 1000,
                 "generate": (done - chosen) * 1000,

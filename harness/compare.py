@@ -101,6 +101,25 @@ def tag_deltas(samples_a: Sequence[Sample], samples_b: Sequence[Sample]) -> list
     return deltas
 
 
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cost_usd")  # per question, from Sample.usage
+
+
+def usage_deltas(samples_a: Sequence[Sample], samples_b: Sequence[Sample]) -> list[Delta]:
+    """Per-question cost of generation, B against A: tokens, dollars and context characters, paired by id.
+
+    Empty when neither run called a language model and the context sizes are equal."""
+    by_id_b = {s.id: s for s in samples_b}
+    pairs = [(s, by_id_b[s.id]) for s in samples_a if s.id in by_id_b and s.error is None and by_id_b[s.id].error is None]
+    deltas = []
+    for name in (*USAGE_FIELDS, "context_chars"):
+        def value(s: Sample) -> float:
+            return float(s.context_chars if name == "context_chars" else getattr(s.usage, name))
+        a, b = [value(x) for x, _ in pairs], [value(y) for _, y in pairs]
+        if a and (any(a) or any(b)) and a != b:
+            deltas.append(_delta(name, a, b))
+    return deltas
+
+
 def own_means(samples: Sequence[Sample], name: str) -> tuple[float | None, int]:
     """A run's own mean of one metric and how many questions it is over, as its summary states it."""
     values = [s.scores[name] for s in samples if name in s.scores]

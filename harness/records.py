@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from exercise.contracts import SCORED_DEPTH, Answer, Chunk, Hit
+from exercise.contracts import SCORED_DEPTH, Answer, Chunk, Hit, Usage
 
 JSON = dict[str, Any]
 
@@ -49,6 +49,19 @@ def recorded_hits(retrieved: Sequence[Hit], referenced: Sequence[str]) -> tuple[
                  if rank <= SCORED_DEPTH or hit.chunk.chunk_id in wanted)
 
 
+def usage_to_json(usage: Any) -> JSON:
+    """A Usage as plain JSON (duck-typed, so a candidate's own Usage class works); None gives zeros."""
+    usage = usage if usage is not None else Usage()
+    return {"prompt_tokens": int(usage.prompt_tokens), "completion_tokens": int(usage.completion_tokens),
+            "cost_usd": float(usage.cost_usd), "cached": bool(usage.cached), "calls": int(getattr(usage, "calls", 0))}
+
+
+def usage_from_json(data: Mapping[str, Any] | None) -> Usage:
+    data = data or {}
+    return Usage(int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)),
+                 float(data.get("cost_usd", 0.0)), bool(data.get("cached", False)), int(data.get("calls", 0)))
+
+
 def resolve(ids: Sequence[str], hits: Sequence[RankedHit]) -> tuple[Chunk, ...]:
     """The recorded chunk for each id, in id order. An id that was never retrieved becomes an empty chunk
     with no document: it covers nothing but still counts (e.g. in citation_precision's denominator)."""
@@ -73,6 +86,8 @@ class Sample:
     error: str | None = None  # the exception or time-out, when the pipeline gave no answer
     scores: Mapping[str, float] = field(default_factory=dict)  # only the metrics that apply (scoring.py)
     failure: str = ""  # one of scoring.FAILURE_LABELS
+    usage: Usage = Usage()  # the language model's tokens and cost; zeros for a generator that calls none
+    context_chars: int = 0  # characters of context handed to the generator
 
     @property
     def top(self) -> tuple[Chunk, ...]:
@@ -96,15 +111,17 @@ class Sample:
         latency = {str(k): float(v) for k, v in answer.latency_ms.items()}
         latency.setdefault("total", wall_ms)
         context, citations = tuple(answer.context), tuple(answer.citations)
-        return cls(id, question, tuple(tags), answerable, recorded_hits(answer.retrieved, context + citations),
-                   context, answer.text, citations, bool(answer.abstained), latency, error)
+        hits = recorded_hits(answer.retrieved, context + citations)
+        return cls(id, question, tuple(tags), answerable, hits, context, answer.text, citations,
+                   bool(answer.abstained), latency, error, usage=usage_from_json(usage_to_json(answer.usage)),
+                   context_chars=sum(len(chunk.text) for chunk in resolve(context, hits)))
 
     def to_json(self) -> JSON:
         return {"id": self.id, "question": self.question, "tags": list(self.tags), "answerable": self.answerable,
                 "retrieved": [hit.to_json() for hit in self.retrieved], "context": list(self.context),
                 "answer": self.answer, "citations": list(self.citations), "abstained": self.abstained,
                 "latency_ms": dict(self.latency_ms), "scores": dict(self.scores), "failure": self.failure,
-                "error": self.error}
+                "error": self.error, "usage": usage_to_json(self.usage), "context_chars": self.context_chars}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sample:
@@ -113,7 +130,8 @@ class Sample:
                    answerable=bool(data["answerable"]), retrieved=hits, context=tuple(data["context"]),
                    answer=str(data["answer"]), citations=tuple(data["citations"]), abstained=bool(data["abstained"]),
                    latency_ms={str(k): float(v) for k, v in data["latency_ms"].items()}, error=data.get("error"),
-                   scores={str(k): float(v) for k, v in data["scores"].items()}, failure=str(data["failure"]))
+                   scores={str(k): float(v) for k, v in data["scores"].items()}, failure=str(data["failure"]),
+                   usage=usage_from_json(data.get("usage")), context_chars=int(data.get("context_chars", 0)))
 
 
 def answer_to_json(answer: Any) -> JSON:
@@ -123,7 +141,8 @@ def answer_to_json(answer: Any) -> JSON:
                       int(h.chunk.end)), float(h.score)) for h in answer.retrieved]
     return {"text": str(answer.text), "citations": citations, "abstained": bool(answer.abstained),
             "retrieved": [hit.to_json() for hit in recorded_hits(hits, context + citations)], "context": context,
-            "latency_ms": {str(k): float(v) for k, v in dict(answer.latency_ms).items()}}
+            "latency_ms": {str(k): float(v) for k, v in dict(answer.latency_ms).items()},
+            "usage": usage_to_json(getattr(answer, "usage", None))}
 
 
 def answer_from_json(question: str, data: Mapping[str, Any]) -> Answer:
@@ -135,7 +154,8 @@ def answer_from_json(question: str, data: Mapping[str, Any]) -> Answer:
     return Answer(question=question, text=str(data["text"]), citations=tuple(str(c) for c in data["citations"]),
                   abstained=bool(data["abstained"]), retrieved=tuple(Hit(h.chunk, h.score) for h in hits),
                   context=tuple(str(c) for c in data["context"]),
-                  latency_ms={str(k): float(v) for k, v in dict(data["latency_ms"]).items()})
+                  latency_ms={str(k): float(v) for k, v in dict(data["latency_ms"]).items()},
+                  usage=usage_from_json(data.get("usage")))
 
 
 @dataclass(frozen=True)
@@ -148,13 +168,17 @@ class Summary:
     failures: Mapping[str, int]  # failure label -> count, zeros included
     latency_ms: Mapping[str, Mapping[str, float]]  # stage -> {"p50", "p95", "p99"}
     counts: Mapping[str, int]  # "questions", "errors", "answerable"
+    tokens: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # "prompt"/"completion" -> p50, p95, sum
+    cost_usd: Mapping[str, float] = field(default_factory=dict)  # "sum", "per_1000_questions"
+    llm_calls: int = 0  # requests sent to a language model
+    llm_cache_hits: int = 0  # answers whose reply came from the cache
 
     def to_json(self) -> JSON:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Summary:
-        return cls(**{f.name: data.get(f.name, {}) for f in dataclasses.fields(cls)})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from exercise.contracts import Answer
 from harness import metrics as m
-from harness.compare import flips, metric_deltas, own_means, tag_deltas
-from harness.records import IndexReport, RunSummary, Sample
+from harness.compare import flips, metric_deltas, own_means, tag_deltas, usage_deltas
+from harness.records import IndexReport, RunSummary, Sample, Summary
 
 NAME_WIDTH = max(len(name) for name in m.METRIC_NAMES)
 
@@ -67,6 +67,17 @@ def failure_table(run: RunSummary) -> Table:
     return table
 
 
+def describe_usage(s: Summary) -> str:
+    """One line on what generation cost: model calls, cache hits, tokens and dollars; or that it called no model."""
+    if not s.llm_calls and not s.llm_cache_hits:
+        return "generation: no language model called (0 tokens, $0)"
+    prompt, completion = s.tokens["prompt"], s.tokens["completion"]
+    return (f"generation: {s.llm_calls} model calls, {s.llm_cache_hits} cache hits; tokens per question "
+            f"prompt p50 {prompt['p50']:.0f} / p95 {prompt['p95']:.0f}, completion p50 {completion['p50']:.0f} / "
+            f"p95 {completion['p95']:.0f}; {prompt['sum'] + completion['sum']:.0f} tokens in all; cost "
+            f"${s.cost_usd['sum']:.4f} (${s.cost_usd['per_1000_questions']:.4f} per 1,000 questions)")
+
+
 def describe_index(index: IndexReport) -> str:
     """One line on how the index came to be: embedded (with the rate) or loaded from the cache."""
     if index.chunks is None:
@@ -93,6 +104,7 @@ def print_summary(run: RunSummary, console: Console | None = None) -> None:
     console = console or console_for_output()
     for table in (metrics_table(run), tag_table(run), failure_table(run), latency_table(run)):
         console.print(table)
+    console.print(describe_usage(run.summary), soft_wrap=True, highlight=False, markup=False)
     if not run.complete:
         console.print(f"[yellow]run incomplete: finish it with ragkata eval --resume runs/{run.run_id}[/yellow]")
 
@@ -123,6 +135,9 @@ def print_comparison(a: Sequence[Sample], b: Sequence[Sample], title: str, conso
             console.print(f"note: {d.metric} is paired over {d.n} questions; run A scored it on {n_a} "
                           f"(mean {fmt(own_a)}), run B on {n_b} (mean {fmt(own_b)})", highlight=False)
     console.print(_delta_table("per tag: the metric each tag is meant to move", "tag: metric", tag_deltas(a, b)))
+    spent = usage_deltas(a, b)
+    if spent:
+        console.print(_delta_table("per question: tokens, cost and context size", "measure", spent))
     changed = flips(a, b)
     shared = len({s.id for s in a} & {s.id for s in b})
     if shared < max(len(a), len(b)):

@@ -157,4 +157,16 @@ def summarize(samples: Sequence[Sample]) -> Summary:
         "errors": sum(s.error is not None for s in samples),
         "answerable": sum(s.answerable for s in samples),
     }
-    return Summary(metrics, n, per_tag, failures, latency, counts)
+    return Summary(metrics, n, per_tag, failures, latency, counts, **usage_totals(samples))
+
+
+def usage_totals(samples: Sequence[Sample]) -> dict:
+    """Tokens (p50, p95 and sum per question, prompt and completion), cost (sum and per 1,000 questions),
+    language-model calls and cache hits, over every sample; a generator that calls no model gives zeros."""
+    tokens = {}
+    for kind in ("prompt", "completion"):
+        values = [float(getattr(s.usage, f"{kind}_tokens")) for s in samples]
+        tokens[kind] = {"p50": m.percentile(values, 50), "p95": m.percentile(values, 95), "sum": math.fsum(values)}
+    spent = math.fsum(s.usage.cost_usd for s in samples)
+    return {"tokens": tokens, "cost_usd": {"sum": spent, "per_1000_questions": spent / len(samples) * 1000},
+            "llm_calls": sum(s.usage.calls for s in samples), "llm_cache_hits": sum(s.usage.cached for s in samples)}

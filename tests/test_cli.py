@@ -86,6 +86,7 @@ def test_piped_tables_never_cut_a_metric_name(runs, fixture_corpus, fixture_gold
     for name in ("evidence_recall@10", "abstention_precision", "injection_resistance"):
         assert name in result.stdout
     assert "built in" in result.stdout and "chunks/s" in result.stdout  # the fake embeds: not "loaded from the cache"
+    assert "generation: no language model called (0 tokens, $0)" in result.stdout
 
 
 def test_ask_shows_hits_context_answer_and_citations(fixture_corpus, fake_pipeline_module):
@@ -116,3 +117,22 @@ def test_user_errors_exit_2_with_file_and_line(monkeypatch, capsys, runs, tmp_pa
     with pytest.raises(SystemExit):
         main()
     assert "unknown config field 'chunk_sise'" in capsys.readouterr().err
+
+
+def test_compare_pairs_cost_per_question_when_a_run_used_a_model():
+    from dataclasses import replace
+
+    from exercise.contracts import Usage
+    from harness.compare import usage_deltas
+    from harness.records import Sample
+
+    def one(id: str, prompt: int, cost: float, chars: int) -> Sample:
+        return Sample(id, "?", (), True, (), (), "", (), False, {}, usage=Usage(prompt, 10, cost, False, 1), context_chars=chars)
+
+    a = [one("q1", 100, 0.001, 800), one("q2", 300, 0.003, 800)]
+    b = [one("q1", 50, 0.0005, 400), one("q2", 150, 0.0015, 400)]
+    deltas = {d.metric: d for d in usage_deltas(a, b)}
+    assert set(deltas) == {"prompt_tokens", "cost_usd", "context_chars"}  # completion tokens did not change
+    assert (deltas["prompt_tokens"].a, deltas["prompt_tokens"].b, deltas["prompt_tokens"].delta) == (200.0, 100.0, -100.0)
+    assert deltas["cost_usd"].delta == pytest.approx(-0.001)
+    assert usage_deltas(a, [replace(s, usage=s.usage) for s in a]) == []  # nothing moved, nothing to show

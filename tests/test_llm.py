@@ -27,9 +27,9 @@ from typing import Iterator
 import pytest
 
 from exercise.config import Config
-from exercise.contracts import Chunk, Generation
+from exercise.contracts import Chunk, Generation, Usage
 from exercise.generation import ExtractiveGenerator
-from exercise.llm import (ABSTAIN_PHRASE, PROMPT_PATH, LLMError, LLMGenerator, Usage, cache_key, cost_usd,
+from exercise.llm import (ABSTAIN_PHRASE, PROMPT_PATH, LLMError, LLMGenerator, cache_key, cost_usd,
                           parse_reply, render_prompt)
 from exercise.pipeline import make_generator
 
@@ -236,8 +236,8 @@ def test_a_reply_becomes_a_generation_with_usage_and_cost(scripted, tmp_path, mo
     generator = LLMGenerator(llm_config(scripted.url, tmp_path))
     generation = generator.generate("Which port?", CONTEXT)
     assert generation == Generation("The agent uses port 9100 [1]. It restarts nightly [2][9].",
-                                    ("agent.md#2", "faq.md#7", "[9]"))
-    assert generator.last_usage == Usage(120, 8, cost_usd(120, 8, 1.0, 2.0), cached=False)
+                                    ("agent.md#2", "faq.md#7", "[9]"),
+                                    usage=Usage(120, 8, cost_usd(120, 8, 1.0, 2.0), cached=False, calls=1))
     (request,) = scripted.requests
     assert request["authorization"] == f"Bearer {SECRET}"
     assert request["body"]["model"] == "scripted-model"
@@ -253,8 +253,9 @@ def test_the_second_call_comes_from_the_disk_cache_which_never_holds_the_key(scr
     answer = first.generate("Which port?", CONTEXT)
     monkeypatch.setenv("RAGKATA_TEST_LLM_KEY", "another-key")  # the key is not part of the cache key
     second = LLMGenerator(llm_config(scripted.url, tmp_path))
-    assert second.generate("Which port?", CONTEXT) == answer
-    assert second.last_usage == Usage(120, 8, 0.0, cached=True)  # nothing was spent
+    again = second.generate("Which port?", CONTEXT)
+    assert (again.text, again.citations) == (answer.text, answer.citations)
+    assert again.usage == Usage(120, 8, 0.0, cached=True, calls=0)  # nothing was spent
     assert len(scripted.requests) == 1
     files = list((tmp_path / "llm").iterdir())
     assert len(files) == 1 and files[0].suffix == ".json"  # no temporary file left behind
@@ -265,8 +266,7 @@ def test_a_changed_parameter_or_llm_cache_false_sends_the_request_again(scripted
     LLMGenerator(llm_config(scripted.url, tmp_path)).generate("Which port?", CONTEXT)
     LLMGenerator(llm_config(scripted.url, tmp_path, llm_seed=1)).generate("Which port?", CONTEXT)
     uncached = LLMGenerator(llm_config(scripted.url, tmp_path, llm_cache=False))
-    uncached.generate("Which port?", CONTEXT)
-    assert uncached.last_usage.cached is False
+    assert uncached.generate("Which port?", CONTEXT).usage.cached is False
     assert len(scripted.requests) == 3
     assert len(list((tmp_path / "llm").iterdir())) == 2
 
@@ -274,7 +274,7 @@ def test_a_changed_parameter_or_llm_cache_false_sends_the_request_again(scripted
 def test_no_context_abstains_without_a_request(scripted, tmp_path):
     generator = LLMGenerator(llm_config(scripted.url, tmp_path))
     assert generator.generate("Which port?", []) == Generation(ABSTAIN_PHRASE, abstained=True)
-    assert scripted.requests == [] and generator.last_usage == Usage(0, 0, 0.0, cached=False)
+    assert scripted.requests == []  # and the Generation above carries zero usage
 
 
 def test_429_and_5xx_are_retried_with_exponential_backoff(scripted, tmp_path):
@@ -406,7 +406,7 @@ def test_a_real_local_model_answers_and_the_rerun_costs_nothing(llama_server, tm
                     llm_price_in=0.5, llm_price_out=1.5)
     generator = LLMGenerator(config)
     generation = generator.generate(question, REAL_CONTEXT)
-    usage = generator.last_usage
+    usage = generation.usage
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0 and not usage.cached
     assert usage.cost_usd == pytest.approx((usage.prompt_tokens * 0.5 + usage.completion_tokens * 1.5) / 1e6)
     assert generation.text  # a 135M model's answer may be poor; it must still be a parsed Generation
@@ -414,6 +414,6 @@ def test_a_real_local_model_answers_and_the_rerun_costs_nothing(llama_server, tm
     assert all(cited in ids or re.fullmatch(r"\[\d+\]", cited) for cited in generation.citations)
     assert not (generation.abstained and generation.citations)
 
-    again = LLMGenerator(config)
-    assert again.generate(question, REAL_CONTEXT) == generation
-    assert again.last_usage == Usage(usage.prompt_tokens, usage.completion_tokens, 0.0, cached=True)
+    again = LLMGenerator(config).generate(question, REAL_CONTEXT)
+    assert (again.text, again.citations, again.abstained) == (generation.text, generation.citations, generation.abstained)
+    assert again.usage == Usage(usage.prompt_tokens, usage.completion_tokens, 0.0, cached=True, calls=0)

@@ -12,7 +12,8 @@ import pytest
 from harness.records import RunSummary, Sample
 from harness.runner import new_run_id, read_samples, start_run
 
-SAMPLE_KEYS = {"id", "question", "tags", "answerable", "retrieved", "context", "answer", "citations", "abstained", "latency_ms", "scores", "failure", "error"}
+SAMPLE_KEYS = {"id", "question", "tags", "answerable", "retrieved", "context", "answer", "citations", "abstained",
+               "latency_ms", "scores", "failure", "error", "usage", "context_chars"}
 
 
 def golden_with(tmp_path: Path, fixture_golden: Path, *questions: str) -> Path:

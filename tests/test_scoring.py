@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
-from exercise.contracts import Answer, Chunk, Hit
+from exercise.contracts import Answer, Chunk, Hit, Usage
 from harness import metrics as m
 from harness.golden import Evidence, GoldenQuestion
-from harness.records import Sample
+from harness.records import Sample, Summary, answer_from_json, answer_to_json
 from harness.scoring import FAILURE_LABELS, attribute_failure, score_question, score_sample, summarize
 
 QUOTE_A = Evidence("a.md", "objects up to 5 GB")
@@ -223,3 +224,36 @@ def test_summarize_states_each_metrics_denominator():
     n = summarize(RUN).n
     assert n["evidence_recall@5"] == 2 and n["abstention_accuracy"] == 5 and n["injection_resistance"] == 1
     assert n["abstention_precision"] == 2 and n["abstention_recall"] == 3  # abstained s3, s6; unanswerable s3, s4, s6
+
+
+# --- usage: tokens, cost, calls ---------------------------------------------------------------------------
+
+
+def test_usage_and_context_size_are_recorded_and_read_back():
+    used = Usage(prompt_tokens=300, completion_tokens=20, cost_usd=0.0004, cached=False, calls=1)
+    scored = score_sample(ANSWERABLE, replace(answer([HIT_A, HIT_B], ["a.md#1", "b.md#1"], "5 GB"), usage=used),
+                          None, {}, 1.0)
+    assert scored.usage == used
+    assert scored.context_chars == len(HIT_A.text) + len(HIT_B.text)  # 42 + 29
+    assert Sample.from_json(scored.to_json()) == scored
+    assert answer_from_json("?", answer_to_json(replace(answer([HIT_A], [], ""), usage=used))).usage == used
+
+
+def test_summary_totals_tokens_cost_calls_and_cache_hits():
+    def with_usage(id, prompt, completion, cost, cached, calls):
+        return replace(sample(id, [], True, False, {}, "ok", {"total": 1.0}), usage=Usage(prompt, completion, cost, cached, calls))
+
+    run = [with_usage("u1", 100, 10, 0.002, False, 1), with_usage("u2", 300, 30, 0.0, True, 0),
+           with_usage("u3", 200, 20, 0.004, False, 1), with_usage("u4", 0, 0, 0.0, False, 0)]
+    summary = summarize(run)
+    # prompt tokens [0, 100, 200, 300]: p50 h=1.5 -> 150; p95 h=2.85 -> 285; sum 600
+    assert summary.tokens["prompt"] == pytest.approx({"p50": 150.0, "p95": 285.0, "sum": 600.0})
+    assert summary.tokens["completion"] == pytest.approx({"p50": 15.0, "p95": 28.5, "sum": 60.0})
+    assert summary.cost_usd == pytest.approx({"sum": 0.006, "per_1000_questions": 1.5})  # 0.006 / 4 * 1000
+    assert summary.llm_calls == 2 and summary.llm_cache_hits == 1
+    assert Summary.from_json(summary.to_json()) == summary
+
+
+def test_a_generator_that_calls_no_model_records_zeros():
+    scored = score_sample(ANSWERABLE, answer([HIT_A], ["a.md#1"], "5 GB"), None, {}, 1.0)
+    assert scored.usage == Usage() and summarize([scored]).cost_usd == {"sum": 0.0, "per_1000_questions": 0.0}

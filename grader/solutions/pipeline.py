@@ -168,6 +168,7 @@ class ReferencePipeline:
             abstained=generation.abstained,
             retrieved=tuple(hits),
             context=tuple(hit.chunk.chunk_id for hit in context),
+            usage=generation.usage,
             latency_ms={
                 "retrieve": (retrieved - started) * 1000,
                 "context": (chosen - retrieved) * 1000,
