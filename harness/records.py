@@ -178,7 +178,10 @@ class Summary:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Summary:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+        """A field missing from `data` (an older or partial summary) reads as empty: {} or 0."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data},
+                   **{f.name: {} for f in dataclasses.fields(cls) if f.name not in data and f.default is dataclasses.MISSING
+                      and f.default_factory is dataclasses.MISSING})
 
 
 @dataclass(frozen=True)
