@@ -24,6 +24,7 @@ from grader.sandbox import INTERVIEWER_ROOT, Limits
 GIT_ID = ["-c", "user.name=t", "-c", "user.email=t@t"]
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".cache", "runs", "scorecard", "__pycache__", ".pytest_cache",
                                     "*.egg-info")
+PYTEST_SUMMARY = re.compile(r"^=+ .* in [\d.]+s")  # pytest's last line
 PYPROJECT = ('[project.scripts]\nragkata = "harness.cli:main"\n'
              '# interviewer-only: the candidate has no grader/\nragkata-grader = "grader.cli:main"\n\n[tool.x]\n')
 
@@ -150,11 +151,12 @@ def test_a_candidate_folder_without_git_did_not_delete_the_held_back_tests(tmp_p
 
 def bundle_environment() -> dict[str, str]:
     """The environment of a candidate's shell: no venv active, no ragkata settings, not CI (a candidate who
-    has not run `make llm` sees the real-model tests skip), but this machine's pip settings, and the
+    has not run `make llm` sees the real-model tests skip), not inside `make` (so when this suite runs under
+    `make test`, the bundle's make is a top-level one), but this machine's pip settings, and the
     interviewer's embedding cache (RAGKATA_CACHE_DIR) so nothing is embedded twice."""
     venv_bin = str(Path(sys.prefix) / "bin")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RAGKATA_") and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "CI")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGKATA_") and k not in
+           ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "CI", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     env["RAGKATA_CACHE_DIR"] = str(INTERVIEWER_ROOT / ".cache" / "ragkata")
     return env
@@ -179,8 +181,9 @@ def test_the_bundle_passes_its_own_make_eval_and_make_test_in_a_fresh_venv_and_c
     assert (scripts / "ragkata").exists() and not (scripts / "ragkata-grader").exists()
     assert (bundle / "runs" / "latest" / "summary.json").is_file()
     tested = run(["make", "test"], bundle)
-    summary = tested.stdout.strip().splitlines()[-1]
-    assert re.search(r"\d+ passed", summary) and not re.search(r"failed|error", summary), summary
+    summaries = [line for line in tested.stdout.splitlines() if PYTEST_SUMMARY.match(line)]  # "=== 3 passed in 1.2s ==="
+    assert summaries and re.search(r"\d+ passed", summaries[-1]), tested.stdout[-3000:]
+    assert not re.search(r"failed|error", summaries[-1]), summaries[-1]
 
     from grader.grade import grade
 
