@@ -1,9 +1,10 @@
 """Metrics: one pure function per metric for one question, plus the pure aggregates over a run.
 
-Every score is a float in [0, 1]; each docstring gives the formula and what empty input does. The
-metric names below are the keys used in run files, summaries, the CLI and reports, spelled the same.
+Every score is a float in [0, 1], or None where grounded_values finds no value in the answer; each
+docstring gives the formula and what empty input does. The metric names below are the keys used in
+run files, summaries, the CLI and reports, spelled the same.
 Left out on purpose: deciding which metrics apply to a question (harness/scoring.py), any I/O, and
-any LLM judging; "contains" is decided by harness/text.py alone.
+any LLM judging; "contains" and "the values a text states" are decided by harness/text.py alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Iterable, Sequence
 
 from exercise.contracts import Chunk
 from harness.golden import Evidence
-from harness.text import contains_fact, normalize_whitespace
+from harness.text import Value, contains_fact, extract_values, normalize_whitespace
 
 # Metric names: the only spelling of each metric anywhere in the project.
 RETRIEVAL_KS = (1, 5, 10)
@@ -28,6 +29,7 @@ CITATION_PRECISION = "citation_precision"
 CITATION_RECALL = "citation_recall"
 CITATION_VALID = "citation_valid"
 FACT_RECALL = "fact_recall"
+GROUNDED_VALUES = "grounded_values"
 ANSWER_F1 = "answer_f1"
 ABSTENTION_ACCURACY = "abstention_accuracy"
 ABSTENTION_PRECISION = "abstention_precision"
@@ -43,6 +45,7 @@ METRIC_NAMES = (
     CITATION_RECALL,
     CITATION_VALID,
     FACT_RECALL,
+    GROUNDED_VALUES,
     ANSWER_F1,
     ABSTENTION_ACCURACY,
     ABSTENTION_PRECISION,
@@ -53,13 +56,13 @@ METRIC_NAMES = (
 # Groupings: which metrics each report leads with, spelled once here and imported everywhere else.
 HEADLINE_METRICS = (  # `ragkata eval`'s table and the playground
     EVIDENCE_RECALL_AT[1], EVIDENCE_RECALL_AT[5], EVIDENCE_RECALL_AT[10], DOC_RECALL_AT[5], MRR_AT_10, NDCG_AT_10,
-    CITATION_PRECISION, CITATION_RECALL, CITATION_VALID, FACT_RECALL, ANSWER_F1,
+    CITATION_PRECISION, CITATION_RECALL, CITATION_VALID, FACT_RECALL, GROUNDED_VALUES, ANSWER_F1,
     ABSTENTION_ACCURACY, ABSTENTION_PRECISION, ABSTENTION_RECALL, INJECTION_RESISTANCE,
 )
 PER_TAG_METRICS = (EVIDENCE_RECALL_AT[5], MRR_AT_10, CITATION_PRECISION, FACT_RECALL, ABSTENTION_ACCURACY)
 KEY_METRICS = (  # the scorecard's headline, starter -> candidate -> reference
     EVIDENCE_RECALL_AT[5], MRR_AT_10, NDCG_AT_10, CITATION_PRECISION, CITATION_RECALL, CITATION_VALID,
-    FACT_RECALL, ANSWER_F1, ABSTENTION_ACCURACY, INJECTION_RESISTANCE,
+    FACT_RECALL, GROUNDED_VALUES, ANSWER_F1, ABSTENTION_ACCURACY, INJECTION_RESISTANCE,
 )
 TAG_METRIC = {  # the metric a planted tag is meant to move; any other tag: fact_recall
     "unanswerable": ABSTENTION_ACCURACY, "injection": INJECTION_RESISTANCE,
@@ -248,6 +251,40 @@ def injection_resisted(answer_text: str, canaries: Iterable[str]) -> float:
         if canary.casefold() in answer:
             return 0.0
     return 1.0
+
+
+# --- grounding -------------------------------------------------------------------------------------
+
+
+def _ungrounded(stated: Sequence[Value], sources: Sequence[str]) -> list[Value]:
+    held = {value for source in sources for value in extract_values(source)}
+    numbers = {value.number for value in held if value.number}
+    return [value for value in stated if value not in held and not (value.bare and value.number in numbers)]
+
+
+def ungrounded_values(answer_text: str, sources: Sequence[str]) -> tuple[str, ...]:
+    """The canonical text of each value the answer states that no source holds, in answer order.
+
+    Values are read by extract_values (harness/text.py). A value with a unit, money, a percentage, a date,
+    an identifier or a version is held when some source states the same canonical value; a bare number
+    is also held when a source states that number with any unit ("90" by "90 days", "49" by "$49").
+    ("Kept 90d, then 7 days, KOS-4031 [1]", ["after 90 days"]) -> ("7 day", "KOS-4031")
+    """
+    return tuple(value.text for value in _ungrounded(extract_values(answer_text), sources))
+
+
+def grounded_values(answer_text: str, sources: Sequence[str]) -> float | None:
+    """grounded_values = |{values stated in the answer that some source holds}| / |{values stated in the answer}|.
+
+    Each distinct canonical value counts once; "held" is as in ungrounded_values. None when the answer
+    states no value (extract_values finds nothing, e.g. an abstention or "Exit code 3."): the caller
+    leaves such a question out of the mean. No sources gives 0.0 for an answer that states values.
+    ("Kept 90d, then 7 days, KOS-4031 [1]", ["after 90 days"]) -> 1/3
+    """
+    stated = extract_values(answer_text)
+    if not stated:
+        return None
+    return (len(stated) - len(_ungrounded(stated, sources))) / len(stated)
 
 
 # --- aggregates ------------------------------------------------------------------------------------

@@ -231,6 +231,137 @@ def test_injection_resisted_case_insensitive():
         m.injection_resisted("anything", [""])
 
 
+# --- grounding --------------------------------------------------------------------------------------------
+
+AFTER_90_DAYS = ["Noncurrent versions are deleted after 90 days."]
+
+
+@pytest.mark.parametrize("text, canonical", [
+    ("after 90 days", ["90 day"]),
+    ("a 90-day window", ["90 day"]),
+    ("--expires-in 90d", ["90 day"]),
+    ("90 Day", ["90 day"]),
+    ("10,000 requests or 10000 requests", ["10000"]),
+    ("5 GiB, 5GiB, 5 gib; 5 GB", ["5 GiB", "5 GB"]),
+    ("64 MiB parts, 1,024 MB memory", ["64 MiB", "1024 MB"]),
+    ("2 h 35 min, 15m, 30 seconds", ["2 h", "35 min", "15 min", "30 s"]),
+    ("within 10 business days", ["10 business day"]),
+    ("$0.020 = $0.02; $25,000; $25k", ["$0.02", "$25000"]),
+    ("25%, 25 percent, 99.0%", ["25%", "99%"]),
+    ("about 1 in 40,000 requests", ["1 in 40000"]),
+    ("2025-06-17, June 17, 2025 and 17 June 2025; February 2026", ["2025-06-17", "2026-02"]),
+    ("at 9:00 UTC or 09:00", ["09:00"]),
+    ("kos-4031, CHG-20417, INC-2025-1203, SKU KOS-STD-GB, eu-west-3", ["KOS-4031", "CHG-20417", "INC-2025-1203",
+                                                                        "KOS-STD-GB", "EU-WEST-3"]),
+    ("CLI 4.3.0, sdk v1.9.0, glibc 2.31", ["4.3.0", "1.9.0", "2.31"]),
+])
+def test_extract_values_canonical_forms_hand(text, canonical):
+    assert [value.text for value in m.extract_values(text)] == canonical
+
+
+def test_extract_values_skips_citations_single_digits_and_parts_of_longer_values_hand():
+    # [1] and [2, 3] are citation markers; "step 1", "3 retries" are bare digits; "4" only continues "64",
+    # 24 only starts "24x7", 1 and 24 only sit inside "go1.24"; "S3-compatible" is a word, not an identifier
+    text = "Step 1: retry 3 times [1][2, 3]. 64 MiB, 24x7, go1.24, S3-compatible, the 2nd day."
+    assert m.extract_values(text) == (m.Value("64 MiB", "64"),)
+    assert m.extract_values("No values here.") == ()
+
+
+@pytest.mark.parametrize("answer", ["90 days", "90-day", "90d", "90 day", "It is 90 DAYS [1]."])
+def test_grounded_values_unit_variants_ground_against_the_same_source_hand(answer):
+    assert m.grounded_values(answer, AFTER_90_DAYS) == 1.0
+
+
+def test_grounded_values_number_with_unit_needs_the_same_unit_hand():
+    assert m.grounded_values("5 GB", ["objects up to 5 GiB"]) == 0.0  # GB is not GiB
+    assert m.grounded_values("5GiB", ["objects up to 5 GiB"]) == 1.0
+    assert m.grounded_values("90 seconds", AFTER_90_DAYS) == 0.0
+    assert m.grounded_values("90 days", ["| cold-vault | 90 |"]) == 0.0  # the source states 90 without a unit
+    assert m.grounded_values("25%", ["a weight of 25"]) == 0.0
+
+
+def test_grounded_values_bare_number_grounded_by_that_number_with_any_unit_hand():
+    assert m.grounded_values("90", AFTER_90_DAYS) == 1.0
+    assert m.grounded_values("The limit is 10,000.", ["up to 10000 requests per second"]) == 1.0
+    assert m.grounded_values("25 of them", ["a credit of 25% of the fee"]) == 1.0
+    assert m.grounded_values("49", ["The Team plan costs $49 per month."]) == 1.0
+
+
+def test_grounded_values_money_percent_date_identifier_version_hand():
+    assert m.grounded_values("$0.02 per GB", ["$0.020 per GB restored"]) == 1.0  # compared by value
+    assert m.grounded_values("$0.23 per GB-month", ["$0.023 per GB-month"]) == 0.0
+    assert m.grounded_values("99.9 percent", ["| infrequent | 99.9% |"]) == 1.0
+    assert m.grounded_values("on June 17, 2025", ["released 2025-06-17"]) == 1.0
+    assert m.grounded_values("on 2025-06-18", ["released 2025-06-17"]) == 0.0
+    assert m.grounded_values("error kos-4031", ["returns KOS-4031 (EntityTooLarge)"]) == 1.0
+    assert m.grounded_values("error KOS-4032", ["returns KOS-4031 (EntityTooLarge)"]) == 0.0
+    assert m.grounded_values("CLI v4.3.0", ["needs CLI 4.3.0 or later"]) == 1.0
+    assert m.grounded_values("CLI 4.3.1", ["needs CLI 4.3.0 or later"]) == 0.0
+
+
+def test_grounded_values_never_finds_a_value_inside_a_longer_one_hand():
+    assert m.grounded_values("4 MiB", ["parts of 64 MiB"]) == 0.0
+    assert m.grounded_values("4 days", ["kept 14 days"]) == 0.0
+    assert m.grounded_values("40", ["1,400 requests, 1 in 40,000 fail"]) == 0.0  # 1400 and a ratio, no 40
+    assert m.grounded_values("2025", ["shipped 2025-07-01"]) == 0.0  # the year is part of a date
+
+
+def test_grounded_values_none_without_values_and_zero_without_sources():
+    assert m.grounded_values("Yes, lifecycle rules apply to every class [1].", AFTER_90_DAYS) is None
+    assert m.grounded_values("Exit code 3.", ["exits with code 3"]) is None  # a bare single digit is no value
+    assert m.grounded_values("90 days", []) == 0.0
+    assert m.ungrounded_values("Yes.", []) == ()
+
+
+def test_grounded_values_counts_each_distinct_value_once_hand():
+    # "90 days", "90-day", "90d" are one value (grounded); "7 days" the other: 1/2
+    answer = "Deleted after 90 days: the 90-day rule (90d) beats the 7 days default."
+    assert m.grounded_values(answer, AFTER_90_DAYS) == 0.5
+    assert m.ungrounded_values(answer, AFTER_90_DAYS) == ("7 day",)
+
+
+def test_grounded_values_mix_and_docstring_example_hand():
+    answer = "Kept 90d, then 7 days, KOS-4031 [1]"
+    # values {90 day, 7 day, KOS-4031}; the sources hold 90 day and KOS-4031: 2/3
+    assert m.grounded_values(answer, ["after 90 days", "fails with KOS-4031"]) == pytest.approx(2 / 3)
+    assert m.ungrounded_values(answer, ["after 90 days", "fails with KOS-4031"]) == ("7 day",)
+    assert m.grounded_values(answer, ["after 90 days"]) == pytest.approx(1 / 3)
+    assert m.ungrounded_values(answer, ["after 90 days"]) == ("7 day", "KOS-4031")
+
+
+# dev question bil-41 with its golden answer and two passages of its evidence documents, copied from the corpus
+BIL_41_ANSWER = ("25% of the monthly fee, since 98.7% is below 99.0% but at least 95.0%. The Business fee is $399 "
+                 "per month, so the credit is $99.75.")
+BIL_41_FACTS = ["25%", "$399"]
+SLA_CREDITS = (  # policies/sla.html, "3. Service credits"
+    "If monthly uptime for a covered service falls below your plan's commitment, you can claim a service credit, "
+    "calculated as a percentage of your plan's monthly fee for that month (for Enterprise, the monthly commitment):\n\n"
+    "| Monthly uptime | Service credit |\n"
+    "| Below the plan commitment but at least 99.0% | 10% of the monthly fee |\n"
+    "| Below 99.0% but at least 95.0% | 25% of the monthly fee |\n"
+    "| Below 95.0% | 50% of the monthly fee |\n\n"
+    "The total of service credits for one month cannot exceed 50% of the monthly fee, however many services or "
+    "regions were affected."
+)
+BUSINESS_PRICE = (  # billing/plans/business.md, "Price"
+    "The Business plan costs $399 per month per organization. The base fee is charged in advance at the start of "
+    "each billing period; usage above the included allowances is charged in arrears at the regional unit prices "
+    "(see the regional pricing pages). Annual billing is available at a discount; see Annual billing."
+)
+
+
+def test_grounded_values_on_real_corpus_text_bil_41_hand():
+    # answer values: 25%, 98.7%, 99% (from "99.0%"), 95% ("95.0%"), $399, $99.75. The SLA table holds 99%, 10%,
+    # 95%, 25%, 50%; the price passage holds $399. Grounded 4 of 6. 98.7% comes from the question and $99.75 is
+    # 25% of $399: neither is in the sources, so both are shown, for the interviewer to judge.
+    sources = [SLA_CREDITS, BUSINESS_PRICE]
+    assert [value.text for value in m.extract_values(BIL_41_ANSWER)] == ["25%", "98.7%", "99%", "95%", "$399", "$99.75"]
+    assert m.grounded_values(BIL_41_ANSWER, sources) == pytest.approx(4 / 6)
+    assert m.ungrounded_values(BIL_41_ANSWER, sources) == ("98.7%", "$99.75")
+    assert m.fact_recall(BIL_41_ANSWER, BIL_41_FACTS) == 1.0  # both facts stated, and both grounded
+    assert m.ungrounded_values(" ".join(BIL_41_FACTS), sources) == ()
+
+
 # --- aggregates -------------------------------------------------------------------------------------------
 
 
@@ -279,6 +410,9 @@ def test_percentile_agrees_with_numpy_oracle():
 
 
 def test_metric_names_are_unique_and_spelled_as_documented():
-    assert len(set(m.METRIC_NAMES)) == len(m.METRIC_NAMES) == 17
+    assert len(set(m.METRIC_NAMES)) == len(m.METRIC_NAMES) == 18
     assert m.EVIDENCE_RECALL_AT[5] == "evidence_recall@5" and m.DOC_RECALL_AT[10] == "doc_recall@10"
     assert {"mrr@10", "ndcg@10", "abstention_accuracy", "injection_resistance"} <= set(m.METRIC_NAMES)
+    assert m.GROUNDED_VALUES == "grounded_values"
+    assert m.GROUNDED_VALUES in m.METRIC_NAMES and m.GROUNDED_VALUES in m.HEADLINE_METRICS
+    assert m.GROUNDED_VALUES in m.KEY_METRICS
