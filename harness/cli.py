@@ -42,10 +42,16 @@ def eval_command(
     timeout: float = typer.Option(30.0, "--timeout", help="seconds allowed per question"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="finish an interrupted run, e.g. runs/20261122T1615-ab12cd3"),
     ragas: bool = typer.Option(False, "--ragas", help="add ragas's offline metric columns to summary.json"),
+    judge: bool = typer.Option(False, "--judge", help="after the questions, score faithfulness and answer "
+                               "correctness with an LLM judge (ragas); writes judge.jsonl"),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible endpoint of "
+                                                 "the judge (default: the generator's llm_base_url)"),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model (default: llm_model)"),
 ) -> None:
     """Run the pipeline over every golden question and write runs/<run_id>/.
 
     Example: ragkata eval --config chunk_size=400 --config retriever=dense
+    Example: ragkata eval --judge --judge-base-url http://127.0.0.1:8081/v1
     """
     from harness.report import print_summary
     from harness.runner import start_run
@@ -71,8 +77,29 @@ def eval_command(
 
         samples = read_samples(run.directory / "samples.jsonl")
         extra["ragas"] = ragas_columns(samples, {q.id: q for q in read_golden(run.spec.golden)})
+    if judge:
+        from harness.golden import read_golden
+        from harness.judge import describe, endpoint_from_config, start_judging
+        from harness.runner import read_samples
+
+        judging = start_judging(run.directory, read_samples(run.directory / "samples.jsonl"),
+                                {q.id: q for q in read_golden(run.spec.golden)},
+                                endpoint_from_config(Config(**run.spec.config), judge_base_url, judge_model))
+        try:
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(f"judge {judging.endpoint.model}", total=len(judging.todo))
+                for _ in judging.lines():
+                    progress.advance(task)
+        except KeyboardInterrupt:
+            run.finish(extra=extra)
+            console.print(f"[yellow]judging interrupted; judge.jsonl keeps every judged question. Finish with: "
+                          f"ragkata eval --resume {run.directory} --judge[/yellow]")
+            raise typer.Exit(130)
+        extra.update(judging.summary())
     print_summary(run.finish(extra=extra), console)
-    console.print(f"wrote {run.directory}/ (samples.jsonl, summary.json)")
+    if judge:
+        console.print(describe(extra["judge"]), markup=False, highlight=False)
+    console.print(f"wrote {run.directory}/ (samples.jsonl, {'judge.jsonl, ' if judge else ''}summary.json)")
 
 
 @app.command("compare")
