@@ -17,7 +17,7 @@ from grader.sandbox import Build
 from harness.records import Summary
 
 JSON = dict[str, Any]
-VERSION = 2  # 2: a side's build is {config, index} (harness.records.IndexReport); latency adds pipeline_seconds, cached
+VERSION = 3  # 3: a side has timeout_s; the generation section (model, endpoint, tokens, cost). 2: build is {config, index}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Side:
     not_run: int  # questions never sent, after the pipeline was judged stuck
     errors: int  # questions scored as errors, for any reason
     log: str  # the worker's stderr
+    timeout_s: float  # the per-question limit this side ran under (sandbox.question_timeout)
 
     def to_json(self) -> JSON:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -48,7 +49,7 @@ class Side:
                    build=Build.from_json(data["build"]) if data.get("build") else None,
                    incidents=tuple(data["incidents"]), peak_rss_mb=float(data["peak_rss_mb"]),
                    timeouts=int(data["timeouts"]), crashes=int(data["crashes"]), not_run=int(data["not_run"]),
-                   errors=int(data["errors"]), log=str(data["log"]))
+                   errors=int(data["errors"]), log=str(data["log"]), timeout_s=float(data["timeout_s"]))
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Scorecard:
     per_tag: Sequence[Mapping[str, Any]]  # scorecard.per_tag
     failures: Mapping[str, Any]  # scorecard.failures
     latency: Mapping[str, Any]  # scorecard.latency
+    generation: Mapping[str, Any]  # scorecard.generation: generator, model, endpoint host, tokens and cost per side
     timeline: Mapping[str, Any]  # timeline.build_timeline, or {"error"}
     changes: Mapping[str, Any]  # changes.what_changed, or {"error"}
     tests: Mapping[str, Any]  # changes.run_candidate_tests

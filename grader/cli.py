@@ -28,7 +28,13 @@ def grade_command(
     corpus: Path = CORPUS,
     reference: str = typer.Option("grader.solutions", "--reference", help="package of the reference pipeline"),
     config: Optional[List[str]] = typer.Option(None, "--config", help="override a field of the candidate's Config, name=value"),
-    timeout: float = typer.Option(30.0, "--timeout", help="seconds allowed per question; a slower answer is a scored failure"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds allowed per question; a slower answer is a scored "
+                                            "failure (default 30; for a generator=llm side 30 + 3 × its llm_timeout_s + 3)"),
+    llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint a generator=llm side "
+                                               "calls (default: that side's Config llm_base_url)"),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="model name sent to it (default: the Config's llm_model)"),
+    llm_api_key_env: Optional[str] = typer.Option(None, "--llm-api-key-env", help="NAME of your environment variable holding "
+                                                  "the endpoint's key (default: your Config's llm_api_key_env)"),
     memory_mb: int = typer.Option(6144, "--memory-mb", help="address-space cap per pipeline worker in MB (0 = none; not enforced on macOS)"),
     ratings: Optional[Path] = typer.Option(None, "--ratings", help="your ratings, from ratings.template.json in --out"),
     render_only: bool = typer.Option(False, "--render-only", help="fold --ratings into the scorecard in --out without re-running"),
@@ -38,15 +44,23 @@ def grade_command(
 
     Example: ragkata-grader grade --candidate ../alice-ragkata --out scorecards/alice
     Then rate: ragkata-grader grade --out scorecards/alice --ratings alice-ratings.json --render-only
+    With a language model, on your endpoint and key (the key is read from the variable, never from a flag):
+    RAGKATA_LLM_API_KEY=... ragkata-grader grade --candidate ../alice-ragkata --config generator=llm \\
+        --llm-base-url http://127.0.0.1:8081/v1 --llm-model smollm2-135m-instruct
     """
     from grader.grade import FILES, fold_ratings, grade
-    from grader.sandbox import Limits
+    from grader.sandbox import Limits, interviewer_endpoint
 
     if render_only:
         if ratings is None:
             raise ValueError("--render-only folds a ratings file into an existing scorecard; pass --ratings FILE too")
         fold_ratings(out, ratings)
     else:
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"--timeout {timeout:g} is not a positive number of seconds; example: --timeout 60")
+        limits = (Limits(memory_mb=memory_mb) if timeout is None  # a generator=llm side then gets a longer limit
+                  else Limits(timeout_s=timeout, llm_timeout_s=timeout, memory_mb=memory_mb))
+        endpoint = interviewer_endpoint(llm_base_url, llm_model, llm_api_key_env, config or [])
         default_holdout = Path("golden_set/holdout.jsonl")
         holdout = holdout or (default_holdout if default_holdout.is_file() else None)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -58,8 +72,8 @@ def grade_command(
                     tasks[side] = progress.add_task(f"{side:<10}", total=total)
                 progress.update(tasks[side], completed=done)
 
-            card = grade(candidate, out, dev, holdout, corpus, reference, config or [], Limits(timeout_s=timeout, memory_mb=memory_mb),
-                         ratings, run_tests=not skip_tests, progress=advance)
+            card = grade(candidate, out, dev, holdout, corpus, reference, config or [], limits,
+                         ratings, run_tests=not skip_tests, progress=advance, endpoint=endpoint)
         for side, info in card.sides.items():
             for incident in info.incidents:
                 console.print(f"[red]{incident.splitlines()[0]}[/red]", markup=True, highlight=False)

@@ -3,7 +3,8 @@
 Each pipeline runs in a killable worker (sandbox.py); each answer is scored in this process with
 harness.scoring.score_sample and appended at once to <out>/runs/<side>-<split>/samples.jsonl; the
 summaries are computed from those lines. Whatever the candidate's code does, the three scorecard files
-are written. The scorecard is a Scorecard record (card.py).
+are written. The scorecard is a Scorecard record (card.py). A side whose Config says generator=llm calls
+the interviewer's endpoint (sandbox.Endpoint) under a longer per-question limit, and the notes say so.
 Left out on purpose: the layout of the scorecard (render_md.py, render_html.py).
 """
 
@@ -24,8 +25,9 @@ from grader import scorecard as sc
 from grader.card import VERSION, Scorecard, Side
 from grader.render_html import render_html
 from grader.render_md import render_md
-from grader.sandbox import INTERVIEWER_ROOT, Limits, Session, Target, run_target
-from grader.timeline import build_timeline, git
+from grader.sandbox import (INTERVIEWER_ROOT, LLM_BACKOFF_S, LLM_TRIES, Endpoint, Limits, Session, Target, endpoint_host,
+                            run_target, uses_llm)
+from grader.timeline import build_timeline, git, llm_of
 from harness.corpus import corpus_hash, load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
 from harness.records import Sample
@@ -34,6 +36,7 @@ from harness.scoring import score_sample, summarize
 
 FILES = ("scorecard.json", "scorecard.md", "scorecard.html")
 Progress = Callable[[str, int, int], None]  # (side, questions done, questions total)
+ENDPOINT_FIELDS = ("llm_base_url", "llm_model", "llm_api_key_env")  # the interviewer's to choose when grading
 
 
 def _targets(candidate: Path, reference: str, config: Sequence[str]) -> dict[str, Target]:
@@ -43,7 +46,8 @@ def _targets(candidate: Path, reference: str, config: Sequence[str]) -> dict[str
 
 
 def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], corpus: Path, canaries: dict,
-             limits: Limits, out: Path, progress: Progress) -> tuple[Side, dict[str, list[Sample]]]:
+             limits: Limits, out: Path, progress: Progress,
+             endpoint: Endpoint = Endpoint()) -> tuple[Side, dict[str, list[Sample]]]:
     """Run one side over every question; (side info, {split: scored samples}). Never raises for the pipeline."""
     folders = {split: out / "runs" / f"{target.label}-{split}" for split in sc.SPLITS}
     for folder in folders.values():
@@ -62,13 +66,15 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
         progress(target.label, len(done), len(questions))
 
     try:
-        for outcome in run_target(target, [(k, q.question) for k, (_, q) in questions.items()], corpus, limits, log, session):
+        for outcome in run_target(target, [(k, q.question) for k, (_, q) in questions.items()], corpus, limits, log, session,
+                                  endpoint):
             record(outcome.key, outcome.answer, outcome.error, outcome.wall_ms)
     except Exception as exc:  # a grader bug or an OS failure: keep what was scored, mark the rest
-        session.incidents.append(f"{target.label}: grading stopped early ({type(exc).__name__}: {exc}); "
+        why = endpoint.scrub(f"{type(exc).__name__}: {exc}")
+        session.incidents.append(f"{target.label}: grading stopped early ({why}); "
                                  "the remaining questions are scored as errors")
         for key in [k for k in questions if k not in done]:
-            record(key, None, f"GraderError: {type(exc).__name__}: {exc}", 0.0)
+            record(key, None, f"GraderError: {why}", 0.0)
     finally:
         for handle in files.values():
             handle.close()
@@ -79,7 +85,8 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
     side = Side(module=target.module, root=str(target.root), config_overrides=tuple(target.config), build=session.build,
                 incidents=tuple(session.incidents), peak_rss_mb=session.peak_rss_mb, timeouts=session.timeouts,
                 crashes=session.crashes, not_run=session.not_run,
-                errors=sum(s.error is not None for split in sc.SPLITS for s in samples[split]), log=str(log))
+                errors=sum(s.error is not None for split in sc.SPLITS for s in samples[split]), log=str(log),
+                timeout_s=session.timeout_s if session.timeout_s is not None else limits.timeout_s)
     return side, samples
 
 
@@ -91,8 +98,8 @@ def _guarded(name: str, build: Callable[[], dict]) -> dict:
         return {"error": f"{name} unavailable: {type(exc).__name__}: {exc}"}
 
 
-def _notes(inputs: Mapping, sides: Mapping[str, Side], timeline: Mapping, holdout: Path | None,
-           reference: str) -> list[str]:
+def _notes(inputs: Mapping, sides: Mapping[str, Side], summaries: Mapping, timeline: Mapping, holdout: Path | None,
+           reference: str, limits: Limits) -> list[str]:
     notes = []
     busy, cpus = inputs["load_average"], inputs["cpu_count"] or 1
     if busy > cpus:
@@ -100,7 +107,8 @@ def _notes(inputs: Mapping, sides: Mapping[str, Side], timeline: Mapping, holdou
                      "unreliable; grade again on a quiet machine before discussing latency")
     if holdout is None:
         notes.append("no holdout file: the holdout columns are empty (pass --holdout golden_set/holdout.jsonl)")
-    env = sorted(k for k in os.environ if k.startswith("RAGKATA_") and k not in ("RAGKATA_RUNS_DIR",))
+    env = sorted(k for k in os.environ if k.startswith("RAGKATA_") and k not in ("RAGKATA_RUNS_DIR",)
+                 and k.removeprefix("RAGKATA_").lower() in _config_fields())
     if env:
         notes.append(f"set in the grader's environment, and applied to every side's Config: {', '.join(env)}")
     if reference != "grader.solutions":
@@ -110,19 +118,68 @@ def _notes(inputs: Mapping, sides: Mapping[str, Side], timeline: Mapping, holdou
     chosen = build.config if build else {}
     if runs and chosen:
         last = runs[-1]["config"]
-        differ = [f"{k}={v}" for k, v in sorted(last.items()) if k in chosen and chosen[k] != v]
+        differ = [f"{k}={v}" for k, v in sorted(last.items())
+                  if k in chosen and chosen[k] != v and k not in ENDPOINT_FIELDS]
         if differ:
             notes.append(f"the candidate's last run ({runs[-1]['run_id']}) used {', '.join(differ)}, unlike their Config "
                          f"defaults; if that was their final choice, grade again with "
                          + " ".join(f"--config {d}" for d in differ))
+    return notes + _llm_notes(inputs, sides, summaries, runs, limits)
+
+
+def _config_fields() -> set[str]:
+    from exercise.config import Config
+
+    return {f.name for f in dataclasses.fields(Config)}
+
+
+def _llm_notes(inputs: Mapping, sides: Mapping[str, Side], summaries: Mapping, runs: Sequence[Mapping],
+               limits: Limits) -> list[str]:
+    """What a reader must know about the sides that called a language model, and about the candidate's own runs."""
+    notes = []
+    config = {side: sides[side].build.config if sides[side].build else {} for side in sc.SIDES}
+    llm = [side for side in sc.SIDES if uses_llm(config[side])]
+    for side in llm:
+        model, host = config[side].get("llm_model"), endpoint_host(config[side].get("llm_base_url"))
+        if limits.llm_timeout_s is None and sides[side].timeout_s != limits.timeout_s:
+            added = sides[side].timeout_s - limits.timeout_s - LLM_BACKOFF_S
+            notes.append(f"{side} generates with a language model ({model} at {host}): its per-question limit was "
+                         f"{sides[side].timeout_s:g} s, not {limits.timeout_s:g} s, to leave room for generation "
+                         f"({limits.timeout_s:g} s plus {LLM_TRIES} tries of its llm_timeout_s, {added / LLM_TRIES:g} s, "
+                         f"and {LLM_BACKOFF_S:g} s of backoff), because --timeout was not given")
+        every = summaries[side].get("all")
+        hits, questions = (every.llm_cache_hits, every.counts.get("questions", 0)) if every else (0, 0)
+        if hits:
+            notes.append(f"{side}: {hits} of {questions} answers came from the reply cache under its cache_dir, not "
+                         "from the model: their generate latency and cost are not the model's; grade again with "
+                         "--config llm_cache=false to call the model for every question")
+    key = inputs.get("llm") or {}
+    if llm and not key.get("api_key_set"):
+        where = f" (${key['api_key_env']} is unset or empty)" if key.get("api_key_env") else ""
+        notes.append(f"no API key{where}: the {', '.join(llm)} side(s) called the model without one, which only a "
+                     "local server accepts")
+    graded = llm_of(config["candidate"])
+    used = {}
+    for run in runs:
+        if run.get("llm") and run["llm"] != graded:
+            used.setdefault((run["llm"]["model"], run["llm"]["endpoint"]), []).append(run["run_id"])
+    for (model, host), ids in used.items():
+        now = f"{graded['model']} at {graded['endpoint']}" if graded else "no language model (generator=" \
+              f"{config['candidate'].get('generator', '?')})"
+        notes.append(f"the candidate's own runs used {model} at {host} ({len(ids)} run(s), last {ids[-1]}), but they "
+                     f"were graded with {now}: numbers from their session and from this scorecard come from "
+                     "different models" + ("" if graded else "; grade again with --config generator=llm"))
     return notes
 
 
 def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, corpus: Path = Path("corpus"),
           reference: str = "grader.solutions", config: Sequence[str] = (), limits: Limits = Limits(),
           ratings: Path | None = None, run_tests: bool = True, tests_timeout_s: float = 600.0,
-          progress: Progress = lambda side, done, total: None) -> Scorecard:
-    """Grade the candidate folder and write scorecard.{json,md,html} and ratings.template.json into out."""
+          progress: Progress = lambda side, done, total: None, endpoint: Endpoint = Endpoint()) -> Scorecard:
+    """Grade the candidate folder and write scorecard.{json,md,html} and ratings.template.json into out.
+
+    endpoint: the interviewer's language model, for a side whose Config says generator=llm.
+    """
     candidate, out, corpus = candidate.resolve(), out.resolve(), corpus.resolve()
     if not (candidate / "exercise").is_dir():
         raise FileNotFoundError(f"{candidate}: no exercise/ folder; pass --candidate the folder the candidate worked in")
@@ -139,7 +196,7 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
     sides, samples, load = {}, {}, []
     for side, target in _targets(candidate, reference, config).items():
         load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
-        sides[side], samples[side] = evaluate(target, questions, corpus, canaries, limits, out, progress)
+        sides[side], samples[side] = evaluate(target, questions, corpus, canaries, limits, out, progress, endpoint)
     load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
     summaries = {side: {**{split: summarize(samples[side][split]) if samples[side][split] else None for split in sc.SPLITS},
                         "all": summarize([s for split in sc.SPLITS for s in samples[side][split]])}
@@ -151,7 +208,9 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
               if holdout else None,
               "corpus": {"path": str(corpus), "sha256": corpus_hash(corpus)},
               "limits": dict(limits.__dict__), "reference": reference, "candidate_config": list(config),
-              "load_average": round(max(load), 2), "cpu_count": os.cpu_count()}
+              "load_average": round(max(load), 2), "cpu_count": os.cpu_count(),
+              "llm": {"model": endpoint.model, "endpoint": endpoint_host(endpoint.base_url) if endpoint.base_url else None,
+                      "api_key_env": endpoint.api_key_env, "api_key_set": bool(endpoint.api_key)}}
     timeline = _guarded("timeline", lambda: build_timeline(candidate))
     timeline.setdefault("runs", [])
     timeline.setdefault("discipline", {"runs": 0})
@@ -165,14 +224,15 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
         summaries=summaries,
         headline=sc.headline(summaries),
         per_tag=sc.per_tag(summaries),
-        failures=sc.failures(samples, by_key, documents, limits.timeout_s),
+        failures=sc.failures(samples, by_key, documents, sides["candidate"].timeout_s),
         latency=sc.latency(summaries, samples, sides),
+        generation=sc.generation(summaries, sides),
         timeline=timeline,
         changes=_guarded("what changed", lambda: changes_mod.what_changed(candidate, INTERVIEWER_ROOT)),
         tests=(_guarded("tests", lambda: changes_mod.run_candidate_tests(candidate, out / "logs" / "tests.log",
                                                                          tests_timeout_s))
                if run_tests else {"ran": False, "line": "not run (--skip-tests)"}),
-        notes=_notes(inputs, sides, timeline, holdout, reference),
+        notes=_notes(inputs, sides, summaries, timeline, holdout, reference, limits),
         rubric=[], ratings={}, seconds=0.0,  # filled in below: the rubric's evidence reads the sections above
     )
     rubric, totals = rubric_mod.fold(rubric_mod.build_rubric(card), rated)

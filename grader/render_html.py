@@ -11,7 +11,7 @@ from html import escape
 
 from grader.card import Scorecard
 from grader.charts import SIDE_COLOURS, grouped_bars, timeline_chart
-from grader.scorecard import SIDES, TAG_RECALL, index_line
+from grader.scorecard import SIDES, TAG_RECALL, index_line, limits_line, models, usd
 from grader.timeline import discipline_lines
 
 CSS = """
@@ -100,9 +100,11 @@ def render_html(card: Scorecard) -> str:
              + (f" · commit {e(cand['commit'][:7])}{' (uncommitted changes)' if cand['dirty'] else ''}" if cand.get("commit") else "")
              + f" · dev {card.inputs['dev']['questions']} questions · holdout "
              f"{card.inputs['holdout']['questions'] if card.inputs['holdout'] else 0} questions · limits "
-             f"{card.inputs['limits']['timeout_s']:g} s/question, {card.inputs['limits']['memory_mb']} MB</p>",
+             f"{e(limits_line(card))}, {card.inputs['limits']['memory_mb']} MB"
+             + "".join(f" · {e(side)} model <b>{e(model)}</b> at <code>{e(host)}</code>" for side, model, host in models(card))
+             + "</p>",
              '<nav>' + "".join(f'<a href="#s{i}">{i}. {name}</a>' for i, name in enumerate(
-                 ("Headline", "Per tag", "Failures", "Latency", "Timeline", "What changed", "Rubric"), 1)) + "</nav>"]
+                 ("Headline", "Per tag", "Failures", "Latency and cost", "Timeline", "What changed", "Rubric"), 1)) + "</nav>"]
     for side in SIDES:
         for incident in card.sides[side].incidents:
             parts.append(f'<div class="banner bad">{e(incident)}</div>')
@@ -220,10 +222,23 @@ def _latency(card: Scorecard) -> str:
     for label, key, digits in (("build_pipeline s (all of it)", "pipeline_seconds", 2), ("index chunks", "chunks", 0),
                                ("peak memory MB", "peak_rss_mb", 0), ("context chars / question", "context_chars", 0)):
         rows.append(f"<tr><td>{label}</td>" + "".join(f'<td class="num" colspan="2">{num(lat[key][s], digits)}</td>' for s in SIDES) + "</tr>")
+    gen = card.generation
+    for label, key in (("generator", "generator"), ("model", "model"), ("endpoint", "endpoint")):
+        rows.append(f"<tr><td>{label}</td>" + "".join(f'<td class="num" colspan="2"><code>{e(gen[key][s] or "-")}</code></td>'
+                                                     for s in SIDES) + "</tr>")
+    for kind, tokens in gen["tokens"].items():
+        rows.append(f"<tr><td>{kind} tokens / question</td>" + "".join(
+            td(tokens[s]["p50"] if tokens[s] else None, digits=0) + td(tokens[s]["p95"] if tokens[s] else None, digits=0)
+            for s in SIDES) + "</tr>")
+    rows.append("<tr><td>cost / question USD</td>" + "".join(
+        f'<td class="num" colspan="2">{e(usd(gen["cost_per_question_usd"][s]))}</td>' for s in SIDES) + "</tr>")
+    rows.append("<tr><td>model calls (cache hits)</td>" + "".join(
+        f'<td class="num" colspan="2">{num(gen["llm_calls"][s])} ({num(gen["llm_cache_hits"][s])})</td>' for s in SIDES) + "</tr>")
     header = ["stage", *(f"{s} {p}" for s in SIDES for p in ("p50", "p95"))]
-    return ('<h2 id="s4">4. Latency</h2><p>Milliseconds per stage over every question but the first (warm-up). '
+    return ('<h2 id="s4">4. Latency and cost</h2><p>Milliseconds per stage over every question but the first (warm-up). '
             "Red: the candidate's p95 is over 1.5× both others'. build_pipeline is the whole build (model load, "
-            "chunking, index); index is the index alone, built or loaded from the embedding cache.</p>" + table(header, rows))
+            "chunking, index); index is the index alone, built or loaded from the embedding cache. Tokens (p50, p95) "
+            "and cost over every question; a reply from the cache costs nothing.</p>" + table(header, rows))
 
 
 def _timeline(card: Scorecard) -> str:

@@ -7,7 +7,7 @@ any computation beyond formatting. Candidate text is shown as inline code or quo
 from __future__ import annotations
 
 from grader.card import Scorecard
-from grader.scorecard import SIDES, TAG_RECALL, index_line
+from grader.scorecard import SIDES, TAG_RECALL, index_line, limits_line, models, usd
 
 
 def f(value: object, digits: int = 3) -> str:
@@ -38,8 +38,9 @@ def render_md(card: Scorecard) -> str:
                 if card.candidate.get("commit") else "") + ".",
              f"Dev: {card.inputs['dev']['questions']} questions; holdout: "
              f"{card.inputs['holdout']['questions'] if card.inputs['holdout'] else 0} questions. "
-             f"Limits: {card.inputs['limits']['timeout_s']:g} s per question, "
-             f"{card.inputs['limits']['memory_mb']} MB memory. Values read starter → candidate → reference.", ""]
+             f"Limits: {limits_line(card)}, {card.inputs['limits']['memory_mb']} MB memory. "
+             + "".join(f"The {side} called {code(model)} at {code(host)}. " for side, model, host in models(card))
+             + "Values read starter → candidate → reference.", ""]
     for side in SIDES:
         for incident in card.sides[side].incidents:
             first, _, rest = incident.partition("\n")
@@ -117,9 +118,19 @@ def _latency(card: Scorecard) -> list[str]:
              ["index chunks", *(f(lat["chunks"][s]) for s in SIDES)],
              ["peak memory MB", *(f(lat["peak_rss_mb"][s], 0) for s in SIDES)],
              ["context chars / question", *(f(lat["context_chars"][s], 0) for s in SIDES)]]
-    return ["## 4. Latency", "", "p50 / p95 in ms per stage, over every question but the first (warm-up). "
+    gen = card.generation
+    rows += [["generator", *(code(gen["generator"][s] or "-") for s in SIDES)],
+             ["model", *(code(gen["model"][s]) if gen["model"][s] else "-" for s in SIDES)],
+             ["endpoint", *(code(gen["endpoint"][s]) if gen["endpoint"][s] else "-" for s in SIDES)],
+             *([f"{kind} tokens / question p50 / p95",
+                *(f"{f(t[s]['p50'], 0)} / {f(t[s]['p95'], 0)}" if t[s] else "-" for s in SIDES)]
+               for kind, t in gen["tokens"].items()),
+             ["cost / question USD", *(usd(gen["cost_per_question_usd"][s]) for s in SIDES)],
+             ["model calls (cache hits)", *(f"{f(gen['llm_calls'][s])} ({f(gen['llm_cache_hits'][s])})" for s in SIDES)]]
+    return ["## 4. Latency and cost", "", "p50 / p95 in ms per stage, over every question but the first (warm-up). "
             "build_pipeline s is the whole build (model load, chunking, index); index is the index alone, "
-            "built or loaded from the embedding cache.", "",
+            "built or loaded from the embedding cache. Tokens and cost over every question; a reply from the "
+            "cache costs nothing.", "",
             *table(["stage", *SIDES], rows)]
 
 

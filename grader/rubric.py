@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from grader.card import Scorecard
-from grader.scorecard import SIDES, TAG_RECALL, index_line
+from grader.scorecard import SIDES, TAG_RECALL, index_line, usd
 from grader.timeline import discipline_lines
 from harness import metrics as m
 
@@ -157,6 +157,20 @@ def _index(card: Scorecard) -> str:
     return f"index: {line['starter']} → {line['candidate']} (reference {line['reference']})"
 
 
+def _generation(card: Scorecard) -> list[str]:
+    """The model each side called and what it cost per question; nothing when no side called one."""
+    gen = card.generation
+    if not any(gen["model"].values()):
+        return []
+    model = {side: f"{gen['model'][side]} at {gen['endpoint'][side]}" if gen["model"][side] else gen["generator"][side] or "-"
+             for side in SIDES}
+    tokens = {side: gen["tokens"]["prompt"][side] for side in SIDES}
+    return [f"generator: {model['starter']} → {model['candidate']} (reference {model['reference']})",
+            "prompt tokens per question p50: " + _sides({s: t["p50"] if t else None for s, t in tokens.items()}, "{:.0f}"),
+            "cost per question USD: " + " → ".join(usd(gen["cost_per_question_usd"][s]) for s in ("starter", "candidate"))
+            + f" (reference {usd(gen['cost_per_question_usd']['reference'])}); ask what they would cache or trim"]
+
+
 def _biggest_moves(card: Scorecard, count: int = 2) -> list[str]:
     """The runs that moved one key metric most, one line per run."""
     moves = []
@@ -204,7 +218,7 @@ def evidence(card: Scorecard) -> dict[str, list[str]]:
             "mean context characters per question: " + _sides(card.latency["context_chars"], "{:.0f}"),
             "build_pipeline s (all of it): " + _sides(card.latency["pipeline_seconds"], "{:.1f}"), _index(card),
             "peak memory MB: " + _sides(card.latency["peak_rss_mb"], "{:.0f}"),
-            _config(card, "k_context", "context_budget_chars")],
+            _config(card, "k_context", "context_budget_chars"), *_generation(card)],
         "code_quality": [
             f"{totals.get('files', 0)} file(s) changed, +{totals.get('added', 0)} −{totals.get('deleted', 0)} lines "
             f"({changes.get('method', 'changes unavailable')})",

@@ -4,6 +4,9 @@ The parent sends one question at a time and waits for its answer. No answer in t
 killed, the question is recorded as a TimeoutError, and a fresh worker takes the remaining questions.
 A worker that dies records the question it was on as an error; one that cannot start records every
 question as an error. Nothing here raises because of what the pipeline does.
+A side whose Config says generator=llm gets a longer limit (question_timeout) and the interviewer's
+endpoint (Endpoint): its URL and model as RAGKATA_LLM_* variables, its key in the worker's environment
+only, never on a command line, and blanked out of every error line and log this module keeps.
 Left out on purpose: scoring (grade.py), and a network or file-system jail: this stops broken code,
 not malicious code. The memory cap is RLIMIT_AS, which Linux enforces and macOS ignores.
 """
@@ -23,17 +26,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from exercise.contracts import Answer
 from harness.records import IndexReport, answer_from_json
 
 INTERVIEWER_ROOT = Path(__file__).resolve().parents[1]
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # an answer line larger than this counts as a crash
+KEY_VARIABLE = "RAGKATA_GRADER_LLM_KEY"  # carries the API key to the worker, which moves it to the Config's llm_api_key_env
+LLM_TRIES, LLM_BACKOFF_S = 3, 3.0  # as exercise/llm.py: TRIES calls per question, with waits of 1 s and 2 s between
 
 
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 30.0  # per question, from sending it to reading its answer
+    llm_timeout_s: float | None = None  # per question for a generator=llm side; None: question_timeout works it out
     build_timeout_s: float = 900.0  # loading the corpus and build_pipeline (a first dense build embeds it all)
     memory_mb: int = 6144  # address-space cap of the worker (torch alone maps ~3 GB); 0 = no cap
     max_restarts: int = 30  # after this many kills or crashes in all, the remaining questions are not run
@@ -49,6 +56,104 @@ class Target:
     root: Path  # working directory; for a candidate also the folder whose exercise/ is imported
     candidate: bool = False  # import `exercise` from root instead of the interviewer's repository
     config: tuple[str, ...] = ()  # name=value overrides of the pipeline's own Config defaults
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The interviewer's language-model endpoint, given to every worker; only a generator=llm side calls it."""
+
+    base_url: str | None = None  # replaces the Config's llm_base_url; None keeps the pipeline's own
+    model: str | None = None  # replaces llm_model; None keeps the pipeline's own
+    api_key: str | None = field(default=None, repr=False)  # reaches the worker in its environment, nowhere else
+    api_key_env: str | None = None  # the interviewer's variable the key was read from, named in the scorecard
+
+    def environment(self) -> dict[str, str]:
+        """What the worker's environment gains: RAGKATA_LLM_BASE_URL, RAGKATA_LLM_MODEL and the key."""
+        env = {"RAGKATA_LLM_BASE_URL": self.base_url or "", "RAGKATA_LLM_MODEL": self.model or "",
+               KEY_VARIABLE: self.api_key or ""}
+        return {name: value for name, value in env.items() if value}
+
+    def scrub(self, text: str) -> str:
+        """The text with the API key blanked out, in case a pipeline or a server echoed it."""
+        return text.replace(self.api_key, "***") if self.api_key and text else text
+
+
+def interviewer_endpoint(base_url: str | None, model: str | None, api_key_env: str | None,
+                         config_overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Endpoint:
+    """The Endpoint of `ragkata-grader grade --llm-base-url --llm-model`, with the key read from the interviewer's
+    variable api_key_env (default: the interviewer's own Config llm_api_key_env, e.g. RAGKATA_LLM_API_KEY).
+
+    ValueError for a URL that is not http(s) with a host, or a flag that a --config override contradicts.
+    """
+    environ = os.environ if environ is None else environ
+    if base_url is not None:
+        try:
+            parts = urlsplit(base_url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"--llm-base-url {without_userinfo(base_url)!r} is not an http or https URL with a host; "
+                             "example: --llm-base-url http://127.0.0.1:8081/v1")
+    for flag, name, value in (("--llm-base-url", "llm_base_url", base_url), ("--llm-model", "llm_model", model)):
+        if value is not None and any(pair.partition("=")[0].strip() == name for pair in config_overrides):
+            raise ValueError(f"{flag} and --config {name}=... both choose {name}; keep {flag} alone")
+    if api_key_env is None:
+        from exercise.config import Config  # the interviewer's, with their RAGKATA_* variables
+
+        api_key_env = Config().with_environment(dict(environ)).llm_api_key_env
+    return Endpoint(base_url, model, environ.get(api_key_env) or None, api_key_env)
+
+
+def endpoint_host(url: object) -> str | None:
+    """host:port of an endpoint URL, without scheme, user, password or path.
+
+    "http://user:pw@10.0.0.5:8081/v1" -> "10.0.0.5:8081"; "https://api.example.com/v1" -> "api.example.com".
+    """
+    try:
+        parts = urlsplit(str(url or ""))
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host
+
+
+def without_userinfo(url: str) -> str:
+    """The URL without a user:password@ part: "http://u:p@h:1/v1" -> "http://h:1/v1"; others unchanged."""
+    try:
+        parts = urlsplit(url)
+        if "@" not in parts.netloc:
+            return url
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    except ValueError:
+        return url
+
+
+def uses_llm(config: Mapping[str, Any]) -> bool:
+    """Whether a pipeline built with this (used) Config generates with a language model."""
+    return config.get("generator") == "llm"
+
+
+def question_timeout(limits: Limits, config: Mapping[str, Any]) -> float:
+    """The per-question limit for a pipeline built with `config`, the Config it used.
+
+    Extractive: limits.timeout_s. generator=llm: limits.llm_timeout_s when set (--timeout sets it), else the
+    pipeline's own limit plus the generator's worst case, every try timing out:
+    timeout_s + LLM_TRIES × llm_timeout_s + LLM_BACKOFF_S, e.g. 30 + 3 × 60 + 3 = 213 s.
+    """
+    if not uses_llm(config):
+        return limits.timeout_s
+    if limits.llm_timeout_s is not None:
+        return limits.llm_timeout_s
+    try:
+        per_call = float(config.get("llm_timeout_s", 60.0))
+    except (TypeError, ValueError):
+        per_call = 60.0
+    per_call = per_call if math.isfinite(per_call) and per_call > 0 else 60.0
+    return limits.timeout_s + LLM_TRIES * per_call + LLM_BACKOFF_S
 
 
 @dataclass(frozen=True)
@@ -86,6 +191,7 @@ class Session:
     timeouts: int = 0
     crashes: int = 0
     not_run: int = 0
+    timeout_s: float | None = None  # the per-question limit, chosen once the pipeline is built (question_timeout)
 
 
 class WorkerDied(Exception):
@@ -95,14 +201,14 @@ class WorkerDied(Exception):
 class _Worker:
     """One worker process and the byte buffer of its protocol channel."""
 
-    def __init__(self, target: Target, corpus: Path, limits: Limits, log: Path):
+    def __init__(self, target: Target, corpus: Path, limits: Limits, log: Path, endpoint: Endpoint = Endpoint()):
         cmd = [sys.executable, "-P", "-m", "grader.worker", "--pipeline", target.module, "--corpus", str(corpus),
                "--config", json.dumps(list(target.config))]
         if target.candidate:
             cmd += ["--candidate-root", str(target.root)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(INTERVIEWER_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+               "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **endpoint.environment()}
         self.log = log
         with log.open("ab") as err:
             err.write(f"--- {time.strftime('%H:%M:%S')} start {target.label}: {' '.join(cmd)}\n".encode())
@@ -205,27 +311,47 @@ def log_tail(path: Path, lines: int = 6) -> str:
 
 
 def run_target(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: Path,
-               session: Session) -> Iterator[Outcome]:
-    """Answer every (key, question) in order, one Outcome each, whatever the pipeline does."""
+               session: Session, endpoint: Endpoint = Endpoint()) -> Iterator[Outcome]:
+    """Answer every (key, question) in order, one Outcome each, whatever the pipeline does.
+
+    Error lines, incidents and the worker log are kept with the endpoint's API key blanked out.
+    """
     try:
-        yield from _run(target, questions, corpus, limits, log, session)
+        for outcome in _run(target, questions, corpus, limits, log, session, endpoint):
+            yield dataclasses.replace(outcome, error=endpoint.scrub(outcome.error)) if outcome.error else outcome
     finally:
+        limit = session.timeout_s if session.timeout_s is not None else limits.timeout_s
         if session.timeouts:
             session.incidents.append(f"{target.label} pipeline: {session.timeouts} question(s) timed out "
-                                     f"(limit {limits.timeout_s:g} s per question)")
+                                     f"(limit {limit:g} s per question)")
         if session.crashes:
             session.incidents.append(f"{target.label} pipeline: the worker died on {session.crashes} question(s); "
                                      f"see {log}")
+        session.incidents[:] = [endpoint.scrub(incident) for incident in session.incidents]
+        _scrub_file(log, endpoint)
+
+
+def _scrub_file(path: Path, endpoint: Endpoint) -> None:
+    """Blank the API key out of a log the pipeline wrote to, should it have printed it."""
+    if not endpoint.api_key:
+        return
+    try:
+        data = path.read_bytes()
+        key = endpoint.api_key.encode()
+        if key in data:
+            path.write_bytes(data.replace(key, b"***"))
+    except OSError:
+        pass
 
 
 def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: Path,
-         session: Session) -> Iterator[Outcome]:
+         session: Session, endpoint: Endpoint) -> Iterator[Outcome]:
     pending = list(questions)
     restarts = in_a_row = 0
     ever_ready = False
     while pending:
         try:
-            worker = _Worker(target, corpus, limits, log)
+            worker = _Worker(target, corpus, limits, log, endpoint)
             ready = worker.read(limits.build_timeout_s)
         except WorkerDied as exc:
             ready = {"event": "fatal", "error": f"WorkerDied: the worker {exc} before it was ready"}
@@ -248,6 +374,8 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
             return
         if not ever_ready:
             session.build = Build.from_json(ready)
+            session.timeout_s = question_timeout(limits, session.build.config)
+        timeout_s = session.timeout_s if session.timeout_s is not None else limits.timeout_s
         ever_ready = True
         session.peak_rss_mb = max(session.peak_rss_mb, _number(ready.get("peak_rss_mb")))
         broke = False
@@ -256,7 +384,7 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
             started = time.perf_counter()
             worker.send({"key": key, "question": question})
             try:
-                message = _answer_for(worker, key, limits.timeout_s)
+                message = _answer_for(worker, key, timeout_s)
             except WorkerDied as exc:
                 wall_ms = (time.perf_counter() - started) * 1000
                 cap = f"; a memory cap of {limits.memory_mb} MB is set" if limits.memory_mb else ""
@@ -272,7 +400,7 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
             if message is None:
                 worker.kill()
                 session.timeouts += 1
-                yield Outcome(key, None, f"TimeoutError: no answer within {limits.timeout_s:g} s "
+                yield Outcome(key, None, f"TimeoutError: no answer within {timeout_s:g} s "
                                          "(per-question limit; the worker was killed and restarted)", wall_ms)
                 broke = True
                 continue

@@ -1,4 +1,4 @@
-"""The scorecard's sections 1-4, computed from scored samples: headline, per tag, failures, latency.
+"""The scorecard's sections 1-4, computed from scored samples: headline, per tag, failures, latency and cost.
 
 Each function takes the three sides' Samples or Summaries (starter, candidate, reference; records from
 harness/records.py) and returns plain JSON data; the Markdown and HTML renderers only lay it out.
@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from exercise.contracts import SCORED_DEPTH, Chunk, Document
-from grader.card import Side
+from grader.card import Scorecard, Side
+from grader.sandbox import endpoint_host, uses_llm
 from harness import metrics as m
 from harness.golden import GoldenQuestion
 from harness.metrics import KEY_METRICS, tag_metric
@@ -213,3 +214,59 @@ def latency(summaries: Summaries, samples: Samples, sides: Mapping[str, Side]) -
         "peak_rss_mb": {side: sides[side].peak_rss_mb or None for side in SIDES},
         "context_chars": {side: context_chars([s for split in SPLITS for s in samples[side].get(split, [])]) for side in SIDES},
     }
+
+
+def generation(summaries: Summaries, sides: Mapping[str, Side]) -> dict:
+    """Per side, over every question: the generator, the model and the endpoint's host:port it called (None
+    for a generator that calls no model), prompt and completion tokens per question (p50, p95), the cost
+    per question and in all (USD, 0 for replies from the cache), model calls and cache hits.
+
+    Read from the Config each side used (its build) and from its Summary; an older summary without the
+    usage sections gives None.
+    """
+    every = {side: summaries[side].get("all") for side in SIDES}
+    config = {side: sides[side].build.config if sides[side].build else {} for side in SIDES}
+    llm = {side: uses_llm(config[side]) for side in SIDES}
+
+    def usage(side: str, read) -> object:
+        summary = every[side]
+        try:
+            return read(summary) if summary else None
+        except (KeyError, TypeError):
+            return None
+
+    return {
+        "generator": {side: config[side].get("generator") for side in SIDES},
+        "model": {side: config[side].get("llm_model") if llm[side] else None for side in SIDES},
+        "endpoint": {side: endpoint_host(config[side].get("llm_base_url")) if llm[side] else None for side in SIDES},
+        "tokens": {kind: {side: usage(side, lambda s: {p: s.tokens[kind][p] for p in ("p50", "p95")}) for side in SIDES}
+                   for kind in ("prompt", "completion")},
+        "cost_per_question_usd": {side: usage(side, lambda s: s.cost_usd["per_1000_questions"] / 1000) for side in SIDES},
+        "cost_usd": {side: usage(side, lambda s: s.cost_usd["sum"]) for side in SIDES},
+        "llm_calls": {side: usage(side, lambda s: s.llm_calls) for side in SIDES},
+        "llm_cache_hits": {side: usage(side, lambda s: s.llm_cache_hits) for side in SIDES},
+    }
+
+
+def models(card: Scorecard) -> list[tuple[str, str, str]]:
+    """(side, model, endpoint host:port) for each side that called a language model."""
+    gen = card.generation
+    return [(side, gen["model"][side], gen["endpoint"][side] or "?") for side in SIDES if gen["model"][side]]
+
+
+def limits_line(card: Scorecard) -> str:
+    """"30 s per question" or, when the sides differ, "30 s per question (candidate 213 s)"."""
+    base = card.inputs["limits"]["timeout_s"]
+    other = [f"{side} {card.sides[side].timeout_s:g} s" for side in SIDES if card.sides[side].timeout_s != base]
+    return f"{base:g} s per question" + (f" ({', '.join(other)})" if other else "")
+
+
+def usd(value: float | None) -> str:
+    """Dollars with the digits a fraction of a cent needs: 0.000068 -> "0.000068"; 0.0025 -> "0.0025";
+    2.5 -> "2.50"; 0 -> "0"; 1e-9 -> "< 0.000001"; None -> "-"."""
+    if value is None:
+        return "-"
+    if value == 0 or value >= 1:
+        return "0" if value == 0 else f"{value:.2f}"
+    text = f"{value:.6f}".rstrip("0")
+    return "< 0.000001" if text == "0." else text

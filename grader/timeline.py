@@ -1,7 +1,8 @@
 """The candidate's session, read back from their runs/ folder and, when there is one, their git history.
 
 Each runs/<run_id>/ becomes one point: when it ran, at which commit, with which config and golden file,
-its key metrics, and what moved since the run before. Each commit is checked for a run that measured it.
+its key metrics, what moved since the run before, and the language model it called, if any. Each commit
+is checked for a run that measured it.
 Left out on purpose: re-scoring runs (summary.json is read as written, as a harness.records.RunSummary)
 and judging the candidate.
 """
@@ -14,6 +15,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from grader.sandbox import endpoint_host, uses_llm
 from harness.metrics import PER_TAG_METRICS
 from harness.records import RunSummary
 
@@ -46,6 +48,13 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+def llm_of(config: dict) -> dict | None:
+    """{"model", "endpoint"} (host:port) for a Config that says generator=llm; None for any other generator."""
+    if not uses_llm(config):
+        return None
+    return {"model": config.get("llm_model"), "endpoint": endpoint_host(config.get("llm_base_url"))}
+
+
 def read_runs(runs_dir: Path) -> list[dict]:
     """Every run folder under runs_dir, oldest first; a folder without a summary is an incomplete run."""
     if not runs_dir.is_dir():
@@ -61,6 +70,8 @@ def read_runs(runs_dir: Path) -> list[dict]:
         git = (summary.git if summary else None) or {}
         metrics = (summary.summary.metrics if summary else None) or {}
         counts = (summary.summary.counts if summary else None) or {}
+        asked = spec.get("config") if isinstance(spec.get("config"), dict) else {}
+        used = summary.config if summary and isinstance(summary.config, dict) and summary.config else asked
         runs.append({
             "run_id": folder.name,
             "time": when.isoformat(),
@@ -69,7 +80,8 @@ def read_runs(runs_dir: Path) -> list[dict]:
             "complete": summary is not None and summary.complete is not False,  # an older summary may not say
             "golden": str(spec.get("golden", "")),
             "pipeline": str(spec.get("pipeline", "")),
-            "config": spec.get("config") if isinstance(spec.get("config"), dict) else {},
+            "config": asked,
+            "llm": llm_of(used),  # from summary.json's Config, the one the pipeline used; else spec.json's
             "questions": counts.get("questions", _count_lines(folder / "samples.jsonl")),
             "errors": counts.get("errors"),
             "metrics": {name: metrics.get(name) for name in TIMELINE_METRICS},

@@ -4,7 +4,9 @@ Protocol (one JSON object per line): the parent writes {"key", "question"}; the 
 {"event": "ready"|"fatal"|"answer", ...} on a private copy of stdout. "ready" carries the Config the
 pipeline used and its index (harness.records.IndexReport); "answer" carries the Answer as
 harness.records.answer_to_json. Fd 1 itself is pointed at stderr, so a pipeline that prints cannot
-corrupt the channel.
+corrupt the channel. An API key from the grader arrives in RAGKATA_GRADER_LLM_KEY and is moved, before
+build_pipeline, to the variable the pipeline's Config names in llm_api_key_env; the Config reported in
+"ready" carries the endpoint URL without any user:password@ part.
 Left out on purpose: limits (the parent enforces time and memory) and scoring (the parent scores, so
 nothing the pipeline does can change a metric).
 """
@@ -25,6 +27,7 @@ from typing import Any, TextIO
 
 # Imported before any pipeline code, so these bind the interviewer's own exercise.contracts.
 from exercise.contracts import IndexStats
+from grader.sandbox import KEY_VARIABLE, without_userinfo
 from harness.records import answer_to_json
 from harness.runner import index_report, used_config
 
@@ -60,7 +63,7 @@ def as_candidate_documents(documents: list) -> list:
         return documents
 
 
-def build(args: argparse.Namespace) -> tuple[Any, dict]:
+def build(args: argparse.Namespace, api_key: str | None = None) -> tuple[Any, dict]:
     # The corpus is read by the interviewer's harness before any pipeline code is imported.
     from harness.corpus import load_corpus
 
@@ -75,6 +78,9 @@ def build(args: argparse.Namespace) -> tuple[Any, dict]:
     overrides = json.loads(args.config)
     if overrides:
         config = config.with_overrides(overrides)
+    key_env = getattr(config, "llm_api_key_env", None)
+    if api_key and isinstance(key_env, str) and key_env:
+        os.environ[key_env] = api_key  # where the pipeline's generator looks for it
     try:
         target = importlib.import_module(f"{args.pipeline}.pipeline")
     except ModuleNotFoundError as exc:
@@ -88,8 +94,10 @@ def build(args: argparse.Namespace) -> tuple[Any, dict]:
     seconds = time.perf_counter() - started
     # index_report reads `.index_stats` off a pipeline; hand it the stats as the interviewer's IndexStats.
     index = index_report(types.SimpleNamespace(index_stats=index_stats(pipeline)), seconds)
-    info = {"config": json.loads(json.dumps(used_config(pipeline, config), default=str)), "index": index.to_json()}
-    return pipeline, info
+    used = json.loads(json.dumps(used_config(pipeline, config), default=str))
+    if isinstance(used.get("llm_base_url"), str):
+        used["llm_base_url"] = without_userinfo(used["llm_base_url"])
+    return pipeline, {"config": used, "index": index.to_json()}
 
 
 def index_stats(pipeline: Any) -> IndexStats | None:
@@ -126,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate-root", default="", help="folder whose exercise/ replaces the interviewer's")
     parser.add_argument("--config", default="[]", help="JSON list of name=value overrides")
     args = parser.parse_args(argv)
+    api_key = os.environ.pop(KEY_VARIABLE, None)  # before any pipeline code runs
 
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         channel.flush()
 
     try:
-        pipeline, info = build(args)
+        pipeline, info = build(args, api_key)
     except BaseException as exc:  # noqa: BLE001 - report any start-up failure, then stop
         send({"event": "fatal", "error": describe(exc), "where": where(exc)})
         return 1

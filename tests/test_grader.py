@@ -16,8 +16,10 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,9 @@ from grader.card import Scorecard
 from grader.changes import parse_pytest_summary, run_candidate_tests, what_changed
 from grader.cli import app, main
 from grader.grade import fold_ratings, grade
-from grader.sandbox import INTERVIEWER_ROOT, Limits, Session, Target, run_target
-from grader.scorecard import index_line
+from grader.sandbox import (INTERVIEWER_ROOT, Limits, Session, Target, endpoint_host, interviewer_endpoint,
+                            question_timeout, run_target, without_userinfo)
+from grader.scorecard import index_line, usd
 from grader.timeline import build_timeline
 from harness import metrics as m
 from harness.corpus import load_corpus
@@ -288,6 +291,223 @@ def test_the_worker_messages_are_read_with_the_harness_records(monkeypatch, tmp_
     assert (index.chunks, index.build_seconds, index.cached, index.pipeline_seconds) == (4, 0.5, True, 2.0)
 
 
+class RecordingWorker(ScriptedWorker):
+    """A ScriptedWorker that also records the time limit each read was given."""
+
+    def __init__(self, ready: dict, answers: list):
+        super().__init__(ready, answers)
+        self.limits: list[float] = []
+
+    def read(self, timeout_s: float) -> dict | None:
+        self.limits.append(timeout_s)
+        return super().read(timeout_s)
+
+
+@pytest.mark.parametrize("config, limits, expected", [
+    ({"generator": "extractive", "llm_timeout_s": 60.0}, Limits(timeout_s=30), 30.0),
+    ({}, Limits(timeout_s=30), 30.0),  # a Config without the field: no model
+    ({"generator": "llm", "llm_timeout_s": 60.0}, Limits(timeout_s=30), 30 + 3 * 60 + 3.0),  # 213 s
+    ({"generator": "llm", "llm_timeout_s": 10.0}, Limits(timeout_s=0.5), 0.5 + 3 * 10 + 3.0),
+    ({"generator": "llm", "llm_timeout_s": "soon"}, Limits(timeout_s=30), 213.0),  # unreadable: the default 60 s
+    ({"generator": "llm", "llm_timeout_s": 60.0}, Limits(timeout_s=5, llm_timeout_s=5), 5.0),  # --timeout 5 given
+])
+def test_a_language_model_side_gets_room_for_generation_unless_timeout_was_given(config, limits, expected):
+    assert question_timeout(limits, config) == pytest.approx(expected)
+
+
+def test_the_per_question_limit_follows_the_built_config(monkeypatch, tmp_path):
+    ready = {"event": "ready", "config": {"generator": "llm", "llm_timeout_s": 0.25}, "index": {"pipeline_seconds": 0.1}}
+    answer = {"text": "x", "citations": [], "abstained": False, "retrieved": [], "context": [], "latency_ms": {}}
+    workers: list[RecordingWorker] = []
+    monkeypatch.setattr(sandbox, "_Worker", lambda *args: workers.append(RecordingWorker(ready, [answer])) or workers[-1])
+    session = Session()
+    (outcome,) = run_target(Target("candidate", "exercise", tmp_path), [("k1", "q1")], CORPUS, Limits(timeout_s=0.5),
+                            tmp_path / "log", session)
+    assert outcome.error is None and session.timeout_s == pytest.approx(0.5 + 3 * 0.25 + 3)
+    assert workers[0].limits[-1] == pytest.approx(session.timeout_s)  # the answer was awaited that long
+
+
+@pytest.mark.parametrize("url, host", [
+    ("http://127.0.0.1:8081/v1", "127.0.0.1:8081"), ("https://user:pa55@api.example.com/v1?x=1", "api.example.com"),
+    ("http://[::1]:9000/v1", "[::1]:9000"), ("not a url", None), ("", None), (None, None),
+])
+def test_the_endpoint_is_named_by_host_and_port_only(url, host):
+    assert endpoint_host(url) == host
+
+
+def test_userinfo_is_dropped_from_an_endpoint_url():
+    assert without_userinfo("http://u:secret@10.0.0.5:8081/v1") == "http://10.0.0.5:8081/v1"
+    assert without_userinfo("http://10.0.0.5:8081/v1") == "http://10.0.0.5:8081/v1"
+
+
+def test_the_interviewers_key_comes_from_the_named_variable_and_stays_out_of_repr():
+    environ = {"MY_KEY": "sk-interviewer", "RAGKATA_LLM_API_KEY": "sk-default"}
+    endpoint = interviewer_endpoint("http://127.0.0.1:8081/v1", "m", "MY_KEY", [], environ)
+    assert (endpoint.api_key, endpoint.api_key_env) == ("sk-interviewer", "MY_KEY") and "sk-" not in repr(endpoint)
+    assert interviewer_endpoint(None, None, None, [], environ).api_key == "sk-default"  # the interviewer's Config's name
+    assert interviewer_endpoint(None, None, None, [], {}).api_key is None
+    assert endpoint.environment() == {"RAGKATA_LLM_BASE_URL": "http://127.0.0.1:8081/v1", "RAGKATA_LLM_MODEL": "m",
+                                      "RAGKATA_GRADER_LLM_KEY": "sk-interviewer"}
+    assert endpoint.scrub("401: bad key sk-interviewer") == "401: bad key ***"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("ftp://host/v1", None, ["generator=llm"]), "is not an http or https URL with a host"),
+    (("http://u:pw@/v1", None, []), "'http:///v1' is not an http"),  # the password is not repeated
+    (("http://127.0.0.1:8081/v1", None, ["llm_base_url=http://x/v1"]), "--llm-base-url and --config llm_base_url"),
+    ((None, "m", ["llm_model=n"]), "--llm-model and --config llm_model"),
+])
+def test_contradicting_or_malformed_endpoint_options_are_refused(args, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        interviewer_endpoint(*args[:2], None, args[2], {})
+
+
+@pytest.mark.parametrize("value, text", [(None, "-"), (0.0, "0"), (0.000136, "0.000136"), (0.000068, "0.000068"),
+                                         (0.0025, "0.0025"), (2.5, "2.50"), (1e-9, "< 0.000001")])
+def test_dollars_are_shown_with_the_digits_a_fraction_of_a_cent_needs(value, text):
+    assert usd(value) == text
+
+
+SECRET = "sk-grader-test-0123456789-never-written"
+
+
+class ScriptedLLM:
+    """An OpenAI-compatible chat endpoint on 127.0.0.1: every reply cites source [1]; requests are recorded."""
+
+    REPLY = "Objects move to cold-vault after 90 days [1]."
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the stdlib's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                state.requests.append({"body": body, "authorization": self.headers.get("Authorization", "")})
+                data = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": state.REPLY},
+                                                "finish_reason": "stop"}],
+                                   "usage": {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def starter_candidate(root: Path) -> Path:
+    """A candidate folder holding the starter's exercise/ as it is."""
+    shutil.copytree(INTERVIEWER_ROOT / "exercise", root / "exercise", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def llm_graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorecard, Path, ScriptedLLM]:
+    """The starter graded as a candidate with generator=llm on the scripted endpoint, through the CLI, once:
+    (scorecard, out folder, server). Their own runs/ holds a run on another model at another endpoint."""
+    tmp = tmp_path_factory.mktemp("llm")
+    candidate = starter_candidate(tmp / "candidate")
+    run = candidate / "runs" / "20261122T100500-nogit"
+    run.mkdir(parents=True)
+    theirs = {"generator": "llm", "llm_model": "smollm2-135m-instruct", "llm_base_url": "http://127.0.0.1:8081/v1"}
+    (run / "spec.json").write_text(json.dumps({"golden": "golden_set/dev.jsonl", "config": theirs}))
+    (run / "summary.json").write_text(json.dumps({"metrics": {}, "counts": {"questions": 6}, "complete": True,
+                                                  "config": theirs}))
+    server = ScriptedLLM()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAGKATA_RETRIEVER", "bm25")
+        patch.setenv("GRADER_TEST_KEY", SECRET)
+        out = tmp / "out"
+        result = CliRunner().invoke(app, [
+            "grade", "--candidate", str(candidate), "--dev", str(GOLDEN), "--holdout", str(GOLDEN), "--corpus", str(CORPUS),
+            "--out", str(out), "--reference", "exercise", "--skip-tests", "--memory-mb", "0",
+            "--config", "generator=llm", "--config", "llm_price_in=1.0", "--config", "llm_price_out=2.0",
+            "--llm-base-url", server.url, "--llm-model", "interviewer-model", "--llm-api-key-env", "GRADER_TEST_KEY"])
+    try:
+        assert result.exit_code == 0, result.output
+        yield Scorecard.from_json(json.loads((out / "scorecard.json").read_text())), out, server
+    finally:
+        server.close()
+
+
+def test_an_llm_candidate_calls_the_interviewers_endpoint_with_the_interviewers_key(llm_graded):
+    card, out, server = llm_graded
+    assert len(server.requests) == 6  # dev; the holdout repeats the same questions, answered from the reply cache
+    assert {r["authorization"] for r in server.requests} == {f"Bearer {SECRET}"}
+    assert {r["body"]["model"] for r in server.requests} == {"interviewer-model"}
+    samples = read_samples(out / "runs" / "candidate-dev" / "samples.jsonl")
+    assert all(s.error is None and s.answer == ScriptedLLM.REPLY and s.usage.calls == 1 for s in samples)
+    assert card.sides["starter"].build.config["generator"] == "extractive"  # only the candidate was told generator=llm
+
+
+def test_the_key_is_never_written_to_the_scorecard_the_logs_or_a_command_line(llm_graded):
+    _, out, _ = llm_graded
+    written = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == "candidate.log" for path in written)
+    assert [path for path in written if SECRET in path.read_text(errors="replace")] == []
+    started = [line for line in (out / "logs" / "candidate.log").read_text().splitlines() if " start candidate: " in line]
+    assert started and all(SECRET not in line and "RAGKATA_GRADER_LLM_KEY" not in line for line in started)
+
+
+def test_the_scorecard_names_the_model_endpoint_tokens_and_cost_for_each_side(llm_graded):
+    card, out, server = llm_graded
+    gen = card.generation
+    host = server.url.split("/")[2]
+    assert gen["generator"] == {"starter": "extractive", "candidate": "llm", "reference": "extractive"}
+    assert gen["model"] == {"starter": None, "candidate": "interviewer-model", "reference": None}
+    assert gen["endpoint"] == {"starter": None, "candidate": host, "reference": None}
+    assert gen["tokens"]["prompt"]["candidate"] == {"p50": 120.0, "p95": 120.0}  # a cached reply keeps its tokens
+    assert gen["tokens"]["completion"]["candidate"] == {"p50": 8.0, "p95": 8.0}
+    assert gen["tokens"]["prompt"]["starter"] == {"p50": 0.0, "p95": 0.0}
+    per_call = (120 * 1.0 + 8 * 2.0) / 1e6  # priced per million tokens
+    assert gen["cost_usd"]["candidate"] == pytest.approx(6 * per_call)  # the 6 cache hits cost nothing
+    assert gen["cost_per_question_usd"]["candidate"] == pytest.approx(6 * per_call / 12)
+    assert (gen["llm_calls"]["candidate"], gen["llm_cache_hits"]["candidate"]) == (6, 6)
+    assert gen["cost_usd"]["starter"] == 0.0 and gen["llm_calls"]["reference"] == 0
+    assert card.sides["candidate"].build.config["llm_base_url"] == server.url
+    md, html = (out / "scorecard.md").read_text(), (out / "scorecard.html").read_text()
+    assert f"The candidate called `interviewer-model` at `{host}`." in md
+    assert "| model | - | `interviewer-model` | - |" in md and f"| endpoint | - | `{host}` | - |" in md
+    assert "| prompt tokens / question p50 / p95 | 0 / 0 | 120 / 120 | 0 / 0 |" in md
+    assert f"| cost / question USD | 0 | {usd(6 * per_call / 12)} | 0 |" in md
+    assert "| model calls (cache hits) | 0 (0) | 6 (6) | 0 (0) |" in md
+    assert "4. Latency and cost" in md and "4. Latency and cost" in html
+    assert f"candidate model <b>interviewer-model</b> at <code>{host}</code>" in html
+    assert f"<code>{host}</code>" in html and usd(6 * per_call / 12) in html
+    assert not any("/" in host for host in gen["endpoint"].values() if host)  # host:port, never the path
+    evidence = {row["id"]: " ".join(row["evidence"]) for row in card.rubric}["latency_cost"]
+    assert f"interviewer-model at {host}" in evidence and "cost per question USD" in evidence
+
+
+def test_the_notes_give_the_longer_limit_the_cache_hits_and_the_model_the_candidate_used(llm_graded):
+    card, out, server = llm_graded
+    assert card.inputs["limits"]["timeout_s"] == 30.0 and card.inputs["limits"]["llm_timeout_s"] is None
+    assert card.sides["candidate"].timeout_s == 30 + 3 * 60 + 3 and card.sides["starter"].timeout_s == 30.0
+    assert card.inputs["llm"] == {"model": "interviewer-model", "endpoint": server.url.split("/")[2],
+                                  "api_key_env": "GRADER_TEST_KEY", "api_key_set": True}
+    notes = "\n".join(card.notes)
+    assert "its per-question limit was 213 s, not 30 s, to leave room for generation" in notes
+    assert "because --timeout was not given" in notes
+    assert "6 of 12 answers came from the reply cache" in notes
+    assert ("the candidate's own runs used smollm2-135m-instruct at 127.0.0.1:8081 (1 run(s), last 20261122T100500-nogit), "
+            f"but they were graded with interviewer-model at {server.url.split('/')[2]}") in notes
+    assert "grade again with --config llm_model" not in notes  # the endpoint is the interviewer's choice, not a knob
+    assert "Limits: 30 s per question (candidate 213 s)" in (out / "scorecard.md").read_text()
+    for name in ("scorecard.md", "scorecard.html"):
+        assert "graded with interviewer-model" in (out / name).read_text()
+
+
 @pytest.mark.parametrize("seconds, cached, line", [
     (0.4, True, "loaded from cache in 0.40 s"), (12.345, False, "built in 12.35 s"),
     (1.0, None, "built or loaded in 1.00 s"), (None, None, "-"),
@@ -313,7 +533,7 @@ def test_the_build_is_reported_as_the_index_alone_and_the_whole_pipeline(broken)
 
 
 SCORECARD_KEYS = ["version", "generated", "candidate", "inputs", "sides", "summaries", "headline", "per_tag", "failures",
-                  "latency", "timeline", "changes", "tests", "notes", "rubric", "ratings", "seconds"]
+                  "latency", "generation", "timeline", "changes", "tests", "notes", "rubric", "ratings", "seconds"]
 
 
 def test_the_scorecard_round_trips_through_its_record(broken):
