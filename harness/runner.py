@@ -1,9 +1,11 @@
 """Run a pipeline over a golden file and write runs/<run_id>/: spec.json, samples.jsonl, summary.json.
 
-Each question is scored and appended to samples.jsonl the moment it finishes, so a crash, Ctrl-C or
-kill loses nothing already scored, and `--resume` picks up where the run stopped. summary.json is
-computed from the sample lines alone. Left out on purpose: parallel questions (latency figures would
-lie on 2 cores) and killing a hung question's thread (Python cannot; the grader uses subprocesses).
+Each question is scored and appended to samples.jsonl the moment it and every question before it are
+done, so a crash, Ctrl-C or kill loses nothing already written, and `--resume` answers what is missing
+or ended in an error. summary.json is computed from the sample lines alone. `--workers N` answers N
+questions at once in threads (worth it when a model server does the work; per-stage latencies then
+include waiting for the cores). Left out on purpose: processes, and killing a hung question's thread
+(Python cannot; the grader uses subprocesses).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from exercise.contracts import Answer, Document, IndexStats, Pipeline
 from harness.corpus import corpus_hash, load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
 from harness.records import IndexReport, RunSummary, Sample
-from harness.scoring import score_sample, summarize
+from harness.sampling import stratified_sample
+from harness.scoring import SourceCorpus, score_sample, summarize
 
 RUNS_DIR_ENV = "RAGKATA_RUNS_DIR"
 DEFAULT_TIMEOUT_S = 30.0
@@ -45,6 +48,10 @@ class RunSpec:
     golden: str
     config: dict
     timeout_s: float
+    limit: int | None = None  # --limit: size of the stratified sample (harness/sampling.py); None = every question
+    seed: int = 0  # --seed of that sample
+    question_ids: list[str] | None = None  # the sampled ids in golden-file order, so --resume is exact
+    workers: int = 1  # --workers: questions answered at once
 
 
 def runs_dir() -> Path:
@@ -119,17 +126,22 @@ def call_with_timeout(fn: Callable[[], Answer], timeout_s: float) -> tuple[Answe
 
 
 def read_samples(path: Path) -> list[Sample]:
-    """The complete lines of a samples.jsonl; a torn last line (from a kill mid-write) is dropped."""
+    """The complete lines of a samples.jsonl, the last line per id, in the order ids first appear.
+
+    A torn last line (from a kill mid-write) is dropped. A line written by `--resume` for a question
+    that had failed supersedes the failed one: lines a, b(error), c, b -> samples a, b, c.
+    """
     if not path.is_file():
         return []
-    samples = []
+    samples: dict[str, Sample] = {}
     for raw in path.read_text(encoding="utf-8").splitlines():
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
             break
-        samples.append(Sample.from_json(data))
-    return samples
+        sample = Sample.from_json(data)
+        samples[sample.id] = sample  # a repeated id keeps its first position
+    return list(samples.values())
 
 
 def append_sample(out, sample: Sample) -> None:
@@ -161,25 +173,44 @@ class Run:
     spec: RunSpec
     directory: Path
     questions_todo: list[GoldenQuestion]
-    canaries: dict[str, str]
+    corpus: SourceCorpus  # document texts and canaries, for scoring
     pipeline: Pipeline
     index: IndexReport
     meta: dict  # RunSummary's run_id, pipeline, config, git, corpus, golden, environment
+    workers: int = 1  # questions answered at once
 
     def questions(self, on_done: Callable[[Sample], None] = lambda s: None) -> Iterator[Sample]:
-        with (self.directory / "samples.jsonl").open("a", encoding="utf-8") as out:
-            for question in self.questions_todo:
-                started = time.perf_counter()
-                answer, error = call_with_timeout(lambda q=question.question: self.pipeline.answer(q), self.spec.timeout_s)
-                wall_ms = (time.perf_counter() - started) * 1000
-                sample = score_sample(question, answer, error, self.canaries, wall_ms)
-                append_sample(out, sample)
-                on_done(sample)
-                yield sample
+        """Answer up to `workers` questions at once; score and append them one by one, in question order.
+
+        An answer that finishes before an earlier question's waits in memory (in its future) until that
+        one is written. On Ctrl-C, or when the caller stops iterating, questions not yet started are
+        cancelled; lines already written stay.
+        """
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ragkata-question")
+        try:
+            futures = [pool.submit(self._answer, question) for question in self.questions_todo]
+            with (self.directory / "samples.jsonl").open("a", encoding="utf-8") as out:
+                for question, future in zip(self.questions_todo, futures):
+                    answer, error, wall_ms = future.result()
+                    sample = score_sample(question, answer, error, self.corpus, wall_ms)
+                    append_sample(out, sample)
+                    on_done(sample)
+                    yield sample
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _answer(self, question: GoldenQuestion) -> tuple[Answer | None, str | None, float]:
+        """(answer, error, wall ms) for one question, within the per-question time limit."""
+        started = time.perf_counter()
+        answer, error = call_with_timeout(lambda: self.pipeline.answer(question.question), self.spec.timeout_s)
+        return answer, error, (time.perf_counter() - started) * 1000
 
     def finish(self, complete: bool = True, extra: dict | None = None) -> RunSummary:
-        """Write summary.json from the sample lines on disk, and point runs/latest here."""
+        """Write summary.json from the sample lines on disk, and point runs/latest here. A --limit run says so
+        in a "sample" section: {"limit": 50, "seed": 0}."""
         samples = read_samples(self.directory / "samples.jsonl")
+        if self.spec.limit is not None:
+            extra = {"sample": {"limit": self.spec.limit, "seed": self.spec.seed}, **(extra or {})}
         summary = RunSummary(summarize(samples), **self.meta, index=self.index, complete=complete,
                              peak_rss_mb=round(peak_rss_mb(), 1),
                              finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), extra=extra or {})
@@ -202,8 +233,16 @@ def point_latest(directory: Path) -> None:
 
 
 def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config | None = None,
-              pipeline: str = "exercise", timeout_s: float = DEFAULT_TIMEOUT_S, resume: Path | str | None = None) -> Run:
-    """Load everything, build the pipeline, and open the run folder (new, or an existing one to resume)."""
+              pipeline: str = "exercise", timeout_s: float = DEFAULT_TIMEOUT_S, resume: Path | str | None = None,
+              limit: int | None = None, seed: int = 0, workers: int | None = None) -> Run:
+    """Load everything, build the pipeline, and open the run folder (new, or an existing one to resume).
+
+    A new run answers every question, or the stratified sample of `limit` (harness/sampling.py). A resumed
+    run takes pipeline, inputs, config, limit and sample from its spec.json, and answers the questions that
+    have no line yet or whose last line is an error. `workers` defaults to 1, or to the resumed run's own.
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}; example: --workers 4")
     git = git_state()
     if resume is not None:
         directory = Path(resume)
@@ -212,22 +251,26 @@ def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config 
             raise FileNotFoundError(f"{spec_path}: not a run folder (no spec.json); pass --resume runs/<run_id>")
         spec = RunSpec(**json.loads(spec_path.read_text(encoding="utf-8")))
         config = Config(**spec.config)
+        questions = _sampled(read_golden(spec.golden), spec)
     else:
         config = config or Config()
         directory = runs_dir() / new_run_id(git["commit"])
         while directory.exists():  # two runs in the same second
             directory = directory.with_name(directory.name + "b")
-        spec = RunSpec(directory.name, pipeline, str(corpus), str(golden), config.to_dict(), timeout_s)
-    questions = read_golden(spec.golden)
+        questions = read_golden(golden)
+        if limit is not None:
+            questions = stratified_sample(questions, limit, seed)
+        spec = RunSpec(directory.name, pipeline, str(corpus), str(golden), config.to_dict(), timeout_s, limit, seed,
+                       [q.id for q in questions] if limit is not None else None, workers or 1)
     documents = load_corpus(spec.corpus)
-    canaries = read_canaries(spec.corpus)
+    corpus = SourceCorpus({d.doc_id: d.text for d in documents}, read_canaries(spec.corpus))
     started = time.perf_counter()
     built_pipeline = load_pipeline(spec.pipeline, config, documents)
     index = index_report(built_pipeline, time.perf_counter() - started)
     directory.mkdir(parents=True, exist_ok=True)
     if resume is None:
         write_json(directory / "spec.json", spec.__dict__)
-    done = {s.id for s in read_samples(directory / "samples.jsonl")}
+    done = {s.id for s in read_samples(directory / "samples.jsonl") if s.error is None}  # errors are asked again
     if resume is not None:
         _truncate_torn_line(directory / "samples.jsonl")
     meta = {
@@ -239,7 +282,21 @@ def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config 
         "golden": {"path": spec.golden, "sha256": file_sha256(spec.golden)},
         "environment": environment(),
     }
-    return Run(spec, directory, [q for q in questions if q.id not in done], canaries, built_pipeline, index, meta)
+    return Run(spec, directory, [q for q in questions if q.id not in done], corpus, built_pipeline, index, meta,
+               workers or spec.workers)
+
+
+def _sampled(questions: list[GoldenQuestion], spec: RunSpec) -> list[GoldenQuestion]:
+    """The questions of a resumed run: its recorded sample, or every question when it had no --limit."""
+    if spec.question_ids is None:
+        return questions
+    by_id = {question.id: question for question in questions}
+    missing = [qid for qid in spec.question_ids if qid not in by_id]
+    if missing:
+        raise ValueError(f"{spec.golden}: the run's sample names question ids that are no longer in the file "
+                         f"({', '.join(missing[:5])}); restore the golden file, or start a new run")
+    wanted = set(spec.question_ids)
+    return [question for question in questions if question.id in wanted]
 
 
 def _truncate_torn_line(path: Path) -> None:

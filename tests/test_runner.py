@@ -1,16 +1,24 @@
-"""The run writer: record shapes, errors and time-outs recorded without stopping, resume after a crash."""
+"""The run writer: record shapes, errors and time-outs recorded without stopping, resume after a crash,
+--limit's stratified sample, --workers, and resume retrying errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import sys
+import threading
+import types
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from harness.golden import read_golden
 from harness.records import RunSummary, Sample
-from harness.runner import new_run_id, read_samples, start_run
+from harness.runner import append_sample, new_run_id, read_samples, start_run
+from harness.sampling import sample_order, stratified_sample, stratum_of
 
 SAMPLE_KEYS = {"id", "question", "tags", "answerable", "retrieved", "context", "answer", "citations", "abstained",
                "latency_ms", "scores", "failure", "error", "usage", "context_chars"}
@@ -115,3 +123,150 @@ def test_the_summary_records_the_config_the_pipeline_used(runs, monkeypatch, fix
     monkeypatch.setitem(sys.modules, "own_defaults_pipeline", module)
     summary = run_all(start_run(fixture_golden, fixture_corpus, pipeline="own_defaults_pipeline"))
     assert summary.config["k_context"] == 3
+
+
+# --- --limit: a stratified sample (harness/sampling.py) ------------------------------------------------------
+
+
+def test_the_sample_order_of_the_fixture_worked_by_hand(fixture_golden):
+    # Tag counts: numeric 3, exact-id 2, table 2, paraphrase 1, superseded 1, injection 1, unanswerable 1.
+    # Rarest tag: fx-01 paraphrase; fx-02 exact-id; fx-03 table (2, numeric has 3); fx-04 superseded (1, tied
+    # with injection; superseded comes first in TAGS); fx-05 exact-id (2, tied with table; exact-id comes
+    # first); fx-06 unanswerable. Strata, largest first, then in TAGS order: exact-id {fx-02, fx-05},
+    # paraphrase, superseded, table, unanswerable. Within exact-id, seed 0 draws by sha256("0:fx-02") =
+    # b5566cd0.. < sha256("0:fx-05") = c53aa4be..: fx-02 first. Round one takes one per stratum, then fx-05.
+    questions = read_golden(fixture_golden)
+    assert [q.id for q in sample_order(questions)] == ["fx-02", "fx-01", "fx-04", "fx-03", "fx-06", "fx-05"]
+    assert [q.id for q in stratified_sample(questions, 3)] == ["fx-01", "fx-02", "fx-04"]  # in golden-file order
+    assert [q.id for q in stratified_sample(questions, 5)] == ["fx-01", "fx-02", "fx-03", "fx-04", "fx-06"]
+    assert stratified_sample(questions, 99) == questions
+    # seed 4: sha256("4:fx-05") = 76b6f795.. < sha256("4:fx-02") = 77f47d8d..: fx-05 is exact-id's first
+    assert [q.id for q in stratified_sample(questions, 1, seed=4)] == ["fx-05"]
+    assert [q.id for q in stratified_sample(list(reversed(questions)), 1, seed=4)] == ["fx-05"]  # file order aside
+    with pytest.raises(ValueError, match="--limit must be at least 1, got 0"):
+        stratified_sample(questions, 0)
+
+
+def test_a_dev_sample_has_every_tag_once_then_grows_in_proportion():
+    questions = read_golden(Path(__file__).parents[1] / "golden_set" / "dev.jsonl")
+    tag_counts = Counter(tag for q in questions for tag in set(q.tags))
+    sizes = Counter(stratum_of(q, tag_counts) for q in questions)
+    assert sorted(q.id for q in sample_order(questions)) == sorted(q.id for q in questions)
+    assert len({stratum_of(q, tag_counts) for q in stratified_sample(questions, len(sizes))}) == len(sizes)
+    n, strata, total = 50, len(sizes), len(questions)
+    taken = Counter(stratum_of(q, tag_counts) for q in stratified_sample(questions, n))
+    for name, size in sizes.items():  # one each, the other n - strata in proportion to what is left
+        assert abs(taken[name] - (1 + (n - strata) * (size - 1) / (total - strata))) < 1, name
+    assert {q.id for q in stratified_sample(questions, 49)} < {q.id for q in stratified_sample(questions, 50)}
+
+
+def test_a_limited_run_records_its_sample_and_resume_keeps_it(runs, tmp_path, fixture_corpus, fixture_golden,
+                                                              fake_pipeline_module):
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(fixture_golden.read_text())
+    run = start_run(golden, fixture_corpus, pipeline=fake_pipeline_module, limit=3)
+    spec = json.loads((run.directory / "spec.json").read_text())
+    assert (spec["limit"], spec["seed"], spec["question_ids"]) == (3, 0, ["fx-01", "fx-02", "fx-04"])
+    answered = run.questions()
+    next(answered)
+    answered.close()  # the process "dies" after one question
+    # the file gains a question that would change the tag counts and so a fresh sample; resume keeps the old one
+    new = json.loads(fixture_golden.read_text().splitlines()[1]) | {"id": "fx-07", "tags": ["paraphrase"]}
+    golden.write_text(golden.read_text() + json.dumps(new) + "\n")
+    resumed = start_run(golden, resume=run.directory)
+    assert [q.id for q in resumed.questions_todo] == ["fx-02", "fx-04"]
+    summary = run_all(resumed)
+    assert [s.id for s in read_samples(run.directory / "samples.jsonl")] == ["fx-01", "fx-02", "fx-04"]
+    assert summary.summary.counts["questions"] == 3 and summary.extra["sample"] == {"limit": 3, "seed": 0}
+
+
+# --- --workers: questions answered at once, written in question order --------------------------------------
+
+
+def test_workers_answer_questions_at_the_same_time(runs, monkeypatch, fixture_corpus, fixture_golden):
+    from tests.conftest import FakePipeline
+
+    meeting = threading.Barrier(3, timeout=20)  # passes only when three answers are under way at once
+
+    class Together(FakePipeline):
+        def answer(self, question):
+            meeting.wait()
+            return super().answer(question)
+
+    module = types.ModuleType("together_pipeline")
+    module.build_pipeline = Together
+    monkeypatch.setitem(sys.modules, "together_pipeline", module)
+    run = start_run(fixture_golden, fixture_corpus, pipeline="together_pipeline", workers=3)
+    summary = run_all(run)
+    assert [s.id for s in read_samples(run.directory / "samples.jsonl")] == [f"fx-0{n}" for n in range(1, 7)]
+    assert summary.summary.counts["errors"] == 0
+    assert json.loads((run.directory / "spec.json").read_text())["workers"] == 3
+
+
+def test_a_slow_question_holds_back_the_lines_after_it_but_not_their_answers(runs, tmp_path, fixture_corpus,
+                                                                            fixture_golden, fake_pipeline_module):
+    hang = {"id": "hang", "question": "HANG here", "answerable": False, "answer": "", "facts": [], "evidence": [],
+            "tags": ["unanswerable"]}
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(json.dumps(hang) + "\n" + fixture_golden.read_text())
+    written: list[str] = []
+    run = start_run(golden, fixture_corpus, pipeline=fake_pipeline_module, timeout_s=1.0, workers=2)
+    for sample in run.questions(on_done=lambda s: written.append(s.id)):
+        pass
+    samples = read_samples(run.directory / "samples.jsonl")
+    assert written == [s.id for s in samples] == ["hang"] + [f"fx-0{n}" for n in range(1, 7)]
+    assert samples[0].error.startswith("TimeoutError: no answer within 1 s")  # the per-question limit holds
+    assert all(s.error is None and s.latency_ms["total"] < 1000 for s in samples[1:])  # answered meanwhile
+
+
+def test_workers_must_be_at_least_one(runs, fixture_golden):
+    with pytest.raises(ValueError, match="--workers must be at least 1, got 0"):
+        start_run(fixture_golden, workers=0)
+
+
+# --- --resume retries errors --------------------------------------------------------------------------------
+
+
+def test_read_samples_keeps_the_last_line_per_id_in_first_seen_order(tmp_path, runs, fixture_corpus, fixture_golden,
+                                                                     fake_pipeline_module):
+    run = start_run(fixture_golden, fixture_corpus, pipeline=fake_pipeline_module)
+    first = list(run.questions())[:3]
+    failed = dataclasses.replace(first[1], error="LLMError: server gone", answer="")
+    path = tmp_path / "samples.jsonl"
+    with path.open("w") as out:
+        for sample in (first[0], failed, first[2], first[1]):
+            append_sample(out, sample)
+    assert read_samples(path) == [first[0], first[1], first[2]]
+
+
+def test_resume_answers_again_the_questions_that_ended_in_an_error(runs, monkeypatch, fixture_corpus, fixture_golden):
+    from tests.conftest import FakePipeline
+
+    questions = {q.id: q.question for q in read_golden(fixture_golden)}
+    down_for = {questions["fx-03"], questions["fx-04"]}  # the model server is down while these two are asked
+
+    class NeedsAServer(FakePipeline):
+        def answer(self, question):
+            if question in down_for:
+                raise ConnectionError("the model server is gone")
+            return super().answer(question)
+
+    module = types.ModuleType("server_pipeline")
+    module.build_pipeline = NeedsAServer
+    monkeypatch.setitem(sys.modules, "server_pipeline", module)
+    run = start_run(fixture_golden, fixture_corpus, pipeline="server_pipeline")
+    for _ in run.questions():
+        pass
+    first = run.finish()
+    errors = [s.id for s in read_samples(run.directory / "samples.jsonl") if s.error]
+    assert errors == ["fx-03", "fx-04"] and first.summary.counts["errors"] == 2 and first.complete
+
+    down_for.clear()  # the server is back
+    resumed = start_run(fixture_golden, resume=run.directory)
+    assert [q.id for q in resumed.questions_todo] == ["fx-03", "fx-04"]
+    summary = run_all(resumed)
+    lines = (run.directory / "samples.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [f"fx-0{n}" for n in range(1, 7)] + ["fx-03", "fx-04"]
+    samples = read_samples(run.directory / "samples.jsonl")
+    assert [s.id for s in samples] == [f"fx-0{n}" for n in range(1, 7)] and not any(s.error for s in samples)
+    assert summary.summary.counts == {**first.summary.counts, "errors": 0}
