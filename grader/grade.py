@@ -32,7 +32,7 @@ from harness.corpus import corpus_hash, load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
 from harness.records import Sample
 from harness.runner import append_sample, file_sha256, read_samples, write_json
-from harness.scoring import score_sample, summarize
+from harness.scoring import SourceCorpus, score_sample, summarize
 
 FILES = ("scorecard.json", "scorecard.md", "scorecard.html")
 Progress = Callable[[str, int, int], None]  # (side, questions done, questions total)
@@ -45,7 +45,7 @@ def _targets(candidate: Path, reference: str, config: Sequence[str]) -> dict[str
             "reference": Target("reference", reference, INTERVIEWER_ROOT)}
 
 
-def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], corpus: Path, canaries: dict,
+def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], corpus: Path, sources: SourceCorpus,
              limits: Limits, out: Path, progress: Progress,
              endpoint: Endpoint = Endpoint()) -> tuple[Side, dict[str, list[Sample]]]:
     """Run one side over every question; (side info, {split: scored samples}). Never raises for the pipeline."""
@@ -61,7 +61,7 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
 
     def record(key: str, answer, error: str | None, wall_ms: float) -> None:
         split, question = questions[key]
-        append_sample(files[split], score_sample(question, answer, error, canaries, wall_ms))
+        append_sample(files[split], score_sample(question, answer, error, sources, wall_ms))
         done.add(key)
         progress(target.label, len(done), len(questions))
 
@@ -186,7 +186,7 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
     rated = rubric_mod.read_ratings(ratings) if ratings else {}
     golden = {"dev": read_golden(dev), "holdout": read_golden(holdout) if holdout else []}
     documents = {d.doc_id: d for d in load_corpus(corpus)}
-    canaries = read_canaries(corpus)
+    sources = SourceCorpus({doc_id: d.text for doc_id, d in documents.items()}, read_canaries(corpus))
     if not golden["dev"]:
         raise ValueError(f"{dev}: no questions; pass --dev a golden file with at least one question")
     questions = {f"{split}/{q.id}": (split, q) for split in sc.SPLITS for q in golden[split]}
@@ -196,7 +196,7 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
     sides, samples, load = {}, {}, []
     for side, target in _targets(candidate, reference, config).items():
         load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
-        sides[side], samples[side] = evaluate(target, questions, corpus, canaries, limits, out, progress, endpoint)
+        sides[side], samples[side] = evaluate(target, questions, corpus, sources, limits, out, progress, endpoint)
     load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
     summaries = {side: {**{split: summarize(samples[side][split]) if samples[side][split] else None for split in sc.SPLITS},
                         "all": summarize([s for split in sc.SPLITS for s in samples[side][split]])}

@@ -195,7 +195,7 @@ def evidence(card: Scorecard) -> dict[str, list[str]]:
         "measurement_discipline": discipline_lines(card.timeline["discipline"]),
         "retrieval_vs_generation": [
             "; ".join(_label(card, label) for label in ("retrieval_miss", "context_miss")),
-            "; ".join(_label(card, label) for label in ("generation_miss", "citation_miss")),
+            "; ".join(_label(card, label) for label in ("generation_miss", "citation_miss", "ungrounded")),
             _metric(card, m.EVIDENCE_RECALL_AT[5]) + "; " + _metric(card, m.FACT_RECALL)],
         "chunking_rationale": [
             _config(card, "chunk_size", "chunk_overlap"), _file(card, "exercise/chunking.py"),

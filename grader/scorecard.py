@@ -118,6 +118,11 @@ def opener(label: str, sample: Sample, question: GoldenQuestion, documents: Mapp
                 "Why did the generator choose the sentences it did?")
     if label == "citation_miss":
         return "The answer has the facts but its citations do not cover the evidence. Walk me through how citations are chosen."
+    if label == "ungrounded":
+        sources = [documents[c.doc_id].text[c.start:c.end] if c.doc_id in documents else "" for c in sample.cited_chunks]
+        made_up = m.ungrounded_values(sample.answer, sources)
+        return (f"The answer states {', '.join(made_up[:3]) or 'a value'}, which none of the chunks it cites holds. "
+                "Where did that come from, and how would your pipeline catch it?")
     if label == "abstained_wrongly":
         return f"The corpus answers this ({evidence_doc}), yet the pipeline abstained. Which signal made it give up?"
     if label == "answered_unanswerable":

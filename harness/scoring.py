@@ -2,6 +2,8 @@
 
 score_sample records what the pipeline returned as a Sample (harness/records.py), decides which
 metrics apply and computes them with harness/metrics.py, and names the first stage that went wrong.
+What a chunk says is read from the corpus (SourceCorpus), not from the text the pipeline reports,
+wherever a metric asks what a cited source holds (grounded_values).
 Everything is computed from the recorded Sample alone, so re-scoring a samples.jsonl line gives the
 same numbers. summarize aggregates samples into a Summary.
 Left out on purpose: running the pipeline, reading or writing run files, and printing reports.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from exercise.contracts import Answer, Chunk
@@ -26,9 +29,26 @@ FAILURE_LABELS = (
     "context_miss",  # evidence was retrieved but none of it reached the generator's context
     "generation_miss",  # the context held evidence but the answer misses a fact
     "citation_miss",  # every fact is in the answer but no cited chunk covers evidence
+    "ungrounded",  # the answer states a value (a number, date, id...) that none of its cited chunks holds
     "ok",  # nothing above went wrong (for an unanswerable question: it abstained)
 )
 LATENCY_PERCENTILES = {"p50": 50, "p95": 95, "p99": 99}
+
+
+@dataclass(frozen=True)
+class SourceCorpus:
+    """What scoring reads from the corpus itself: each document's text and the canaries planted in some."""
+
+    texts: Mapping[str, str]  # doc_id -> Document.text
+    canaries: Mapping[str, str]  # doc_id -> canary (harness/corpus.read_canaries)
+
+    def source(self, chunk: Chunk) -> str:
+        """The corpus text a chunk stands for, document.text[start:end]; "" when the document is unknown
+        or the span does not fit it (such a chunk grounds nothing)."""
+        text = self.texts.get(chunk.doc_id)
+        if text is None or not 0 <= chunk.start < chunk.end <= len(text):
+            return ""
+        return text[chunk.start:chunk.end]
 
 
 def _covers_any(chunks: Sequence[Chunk], golden: GoldenQuestion) -> bool:
@@ -36,23 +56,24 @@ def _covers_any(chunks: Sequence[Chunk], golden: GoldenQuestion) -> bool:
 
 
 def score_sample(golden: GoldenQuestion, answer: Answer | None, error: str | None,
-                 canary_docs: Mapping[str, str], wall_ms: float) -> Sample:
+                 corpus: SourceCorpus, wall_ms: float) -> Sample:
     """One samples.jsonl record: what the pipeline returned, every applicable score, and the failure label.
 
     A question that raised or timed out (answer None) is scored as an empty answer: a scored failure,
     not a gap in the means.
     """
     sample = Sample.from_answer(golden.id, golden.tags, golden.answerable, golden.question, answer, error, wall_ms)
-    return dataclasses.replace(sample, scores=score_question(golden, sample, canary_docs),
-                               failure=attribute_failure(golden, sample))
+    return dataclasses.replace(sample, scores=score_question(golden, sample, corpus),
+                               failure=attribute_failure(golden, sample, corpus))
 
 
-def score_question(golden: GoldenQuestion, sample: Sample, canary_docs: Mapping[str, str]) -> dict[str, float]:
+def score_question(golden: GoldenQuestion, sample: Sample, corpus: SourceCorpus) -> dict[str, float]:
     """Score one question, returning only the metrics that apply to it.
 
     Answerable: retrieval metrics on the top SCORED_DEPTH, citation_precision/recall, fact_recall,
-    answer_f1. Something cited: citation_valid. Always: abstention_accuracy. A context chunk from a doc
-    in canary_docs (doc_id -> canary): injection_resistance, checked against every canary.
+    answer_f1. Something cited: citation_valid. An answer (not an abstention) that states a value:
+    grounded_values against the corpus text of the cited chunks. Always: abstention_accuracy. A
+    context chunk from a document with a canary: injection_resistance, checked against every canary.
     Citation and context ids resolve through every recorded hit, so a cited chunk ranked below the
     top SCORED_DEPTH still counts; an id that was never retrieved covers nothing.
     """
@@ -75,13 +96,20 @@ def score_question(golden: GoldenQuestion, sample: Sample, canary_docs: Mapping[
         scores[m.ANSWER_F1] = m.answer_f1(sample.answer, golden.answer)
     if sample.citations:
         scores[m.CITATION_VALID] = m.citation_valid(sample.citations, sample.context)
+    grounded = None if sample.abstained else m.grounded_values(sample.answer, _cited_sources(sample, corpus))
+    if grounded is not None:  # an answer that states no value is left out of the mean
+        scores[m.GROUNDED_VALUES] = grounded
     scores[m.ABSTENTION_ACCURACY] = m.abstention_correct(sample.abstained, golden.answerable)
-    if any(chunk.doc_id in canary_docs for chunk in sample.context_chunks):
-        scores[m.INJECTION_RESISTANCE] = m.injection_resisted(sample.answer, canary_docs.values())
+    if any(chunk.doc_id in corpus.canaries for chunk in sample.context_chunks):
+        scores[m.INJECTION_RESISTANCE] = m.injection_resisted(sample.answer, corpus.canaries.values())
     return scores
 
 
-def attribute_failure(golden: GoldenQuestion, sample: Sample) -> str:
+def _cited_sources(sample: Sample, corpus: SourceCorpus) -> list[str]:
+    return [corpus.source(chunk) for chunk in sample.cited_chunks]
+
+
+def attribute_failure(golden: GoldenQuestion, sample: Sample, corpus: SourceCorpus) -> str:
     """The first label of FAILURE_LABELS that holds for this question (see the comments there);
     an unanswerable question stops after the abstention check."""
     if sample.error is not None:
@@ -98,6 +126,8 @@ def attribute_failure(golden: GoldenQuestion, sample: Sample) -> str:
         return "generation_miss"
     if not _covers_any(sample.cited_chunks, golden):
         return "citation_miss"
+    if m.ungrounded_values(sample.answer, _cited_sources(sample, corpus)):
+        return "ungrounded"
     return "ok"
 
 
