@@ -27,10 +27,12 @@ GOLDEN = typer.Option(Path("golden_set/dev.jsonl"), "--golden", help="golden que
 CORPUS = typer.Option(Path("corpus"), "--corpus", help="corpus folder")
 CONFIG = typer.Option(None, "--config", help="override a Config field, name=value; repeatable")
 PIPELINE = typer.Option("exercise", "--pipeline", help="package whose pipeline.py has build_pipeline(), e.g. exercise")
+NO_LLM_CACHE = typer.Option(False, "--no-llm-cache", help="send every language-model request again (llm_cache=false)")
 
 
-def make_config(overrides: Optional[List[str]]) -> Config:
-    return Config().with_environment().with_overrides(overrides or [])
+def make_config(overrides: Optional[List[str]], no_llm_cache: bool = False) -> Config:
+    config = Config().with_environment().with_overrides(overrides or [])
+    return config.with_overrides(["llm_cache=false"]) if no_llm_cache else config
 
 
 @app.command("eval")
@@ -40,7 +42,13 @@ def eval_command(
     config: Optional[List[str]] = CONFIG,
     pipeline: str = PIPELINE,
     timeout: float = typer.Option(30.0, "--timeout", help="seconds allowed per question"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="finish an interrupted run, e.g. runs/20261122T1615-ab12cd3"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="finish an interrupted run and retry its errors, "
+                                          "e.g. runs/20261122T1615-ab12cd3"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="a stratified sample of N questions by tag, the same "
+                                        "every time (harness/sampling.py)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the --limit sample"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="questions answered at once, in threads (default 1)"),
+    no_llm_cache: bool = NO_LLM_CACHE,
     ragas: bool = typer.Option(False, "--ragas", help="add ragas's offline metric columns to summary.json"),
     judge: bool = typer.Option(False, "--judge", help="after the questions, score faithfulness and answer "
                                "correctness with an LLM judge (ragas); writes judge.jsonl"),
@@ -51,13 +59,18 @@ def eval_command(
     """Run the pipeline over every golden question and write runs/<run_id>/.
 
     Example: ragkata eval --config chunk_size=400 --config retriever=dense
+    Example: ragkata eval --config generator=llm --limit 50 --workers 2
     Example: ragkata eval --judge --judge-base-url http://127.0.0.1:8081/v1
     """
     from harness.report import print_summary
     from harness.runner import start_run
 
     with console.status("loading corpus and building the index (the first run embeds every chunk)"):
-        run = start_run(golden, corpus, make_config(config), pipeline, timeout, resume)
+        if resume is not None and (config or no_llm_cache or limit is not None):
+            raise ValueError("--resume takes the config and the sample from the run's spec.json; drop --config, "
+                             "--no-llm-cache and --limit, or start a new run")
+        run = start_run(golden, corpus, make_config(config, no_llm_cache), pipeline, timeout, resume, limit, seed,
+                        workers)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console) as progress:
@@ -120,7 +133,8 @@ def compare_command(run_a: Path = typer.Argument(..., help="baseline run folder"
 @app.command("ask")
 def ask_command(question: str = typer.Argument(..., help="the question"),
                 corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, pipeline: str = PIPELINE,
-                hits: int = typer.Option(10, "--hits", help="how many retrieved hits to show")) -> None:
+                hits: int = typer.Option(10, "--hits", help="how many retrieved hits to show"),
+                no_llm_cache: bool = NO_LLM_CACHE) -> None:
     """Answer one question and show the hits, the context, the answer and its citations.
 
     Example: ragkata ask "What does error KOS-4031 mean?"
@@ -130,7 +144,7 @@ def ask_command(question: str = typer.Argument(..., help="the question"),
     from harness.runner import load_pipeline
 
     with console.status("loading the index"):
-        built = load_pipeline(pipeline, make_config(config), load_corpus(corpus))
+        built = load_pipeline(pipeline, make_config(config, no_llm_cache), load_corpus(corpus))
     print_answer(built.answer(question), hits, console)
 
 
@@ -183,6 +197,7 @@ def serve_command(
     config: Optional[List[str]] = CONFIG,
     token: Optional[str] = typer.Option(None, "--token", envvar="RAGKATA_TOKEN",
                                         help="require 'Authorization: Bearer <token>' on every /api request"),
+    no_llm_cache: bool = NO_LLM_CACHE,
 ) -> None:
     """Serve the playground page and its JSON API over the pipeline; the index is built once, at start-up.
 
@@ -194,7 +209,7 @@ def serve_command(
 
     check_bind(host, token)
     with console.status("loading the corpus and building the index"):
-        web = create_app(pipeline, corpus, golden, make_config(config), token)
+        web = create_app(pipeline, corpus, golden, make_config(config, no_llm_cache), token)
     uvicorn.run(web, host=host, port=port)
 
 

@@ -1,4 +1,5 @@
-"""The CLI through typer's runner: eval, Ctrl-C, compare, ask, validate, and user errors without tracebacks."""
+"""The CLI through typer's runner: eval (--limit, --workers, --no-llm-cache), Ctrl-C, compare, ask, validate,
+and user errors without tracebacks."""
 
 from __future__ import annotations
 
@@ -34,17 +35,94 @@ def test_eval_prints_tables_and_writes_the_run(runs, fixture_corpus, fixture_gol
     assert all(len(s.context) <= 2 for s in read_samples(run / "samples.jsonl"))
 
 
-def test_ctrl_c_keeps_answered_questions_and_says_how_to_resume(runs, tmp_path, fixture_corpus, fixture_golden, fake_pipeline_module):
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_ctrl_c_keeps_answered_questions_and_says_how_to_resume(runs, tmp_path, fixture_corpus, fixture_golden,
+                                                                fake_pipeline_module, workers):
     lines = fixture_golden.read_text().splitlines()
     stop = json.loads(lines[5]) | {"id": "stop", "question": "INTERRUPT here"}
     golden = tmp_path / "g.jsonl"
     golden.write_text("\n".join(lines[:3] + [json.dumps(stop)] + lines[3:5]) + "\n")
-    result = runner.invoke(app, eval_args(fixture_corpus, golden, fake_pipeline_module))
+    result = runner.invoke(app, eval_args(fixture_corpus, golden, fake_pipeline_module, "--workers", workers))
     assert result.exit_code == 130
     assert "--resume" in result.output
     (run,) = [p for p in runs.iterdir() if p.name != "latest"]
     assert [s.id for s in read_samples(run / "samples.jsonl")] == ["fx-01", "fx-02", "fx-03"]
     assert json.loads((run / "summary.json").read_text())["complete"] is False
+
+
+def test_a_real_ctrl_c_with_workers_keeps_every_written_line_and_resume_finishes(runs, tmp_path, fixture_corpus,
+                                                                                fixture_golden):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    hang = {"id": "hang", "question": "HANG a while", "answerable": False, "answer": "", "facts": [], "evidence": [],
+            "tags": ["unanswerable"]}
+    golden = tmp_path / "g.jsonl"
+    golden.write_text(fixture_golden.read_text() + json.dumps(hang) + "\n")
+    args = eval_args(fixture_corpus, golden, "tests.conftest", "--workers", "2", "--timeout", "20")
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/samples.jsonl")) or len(read_samples(next(runs.glob("*/samples.jsonl")))) < 6:
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # while the HANG question is being answered
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "--resume" in output
+    (run,) = [p for p in runs.iterdir() if p.name != "latest"]
+    assert [s.id for s in read_samples(run / "samples.jsonl")] == [f"fx-0{n}" for n in range(1, 7)]
+    assert json.loads((run / "summary.json").read_text())["complete"] is False
+    result = invoke("eval", "--resume", str(run), "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert [s.id for s in read_samples(run / "samples.jsonl")] == [f"fx-0{n}" for n in range(1, 7)] + ["hang"]
+    assert json.loads((run / "summary.json").read_text())["complete"] is True
+
+
+def test_limit_and_seed_choose_a_stratified_sample_recorded_in_the_spec(runs, fixture_corpus, fixture_golden,
+                                                                        fake_pipeline_module):
+    result = invoke(*eval_args(fixture_corpus, fixture_golden, fake_pipeline_module, "--limit", "3", "--seed", "4"))
+    assert result.exit_code == 0, result.output
+    (run,) = [p for p in runs.iterdir() if p.name != "latest"]
+    spec = json.loads((run / "spec.json").read_text())
+    # worked out in tests/test_runner.py: with seed 4 the strata exact-id, paraphrase, superseded give fx-05, fx-01, fx-04
+    assert (spec["limit"], spec["seed"], spec["question_ids"]) == (3, 4, ["fx-01", "fx-04", "fx-05"])
+    assert [s.id for s in read_samples(run / "samples.jsonl")] == ["fx-01", "fx-04", "fx-05"]
+    with pytest.raises(ValueError, match="--resume takes the config and the sample from the run's spec.json"):
+        invoke("eval", "--resume", str(run), "--limit", "5")
+
+
+@pytest.fixture
+def recording_pipeline(monkeypatch) -> list:
+    """`--pipeline recording_pipeline`: the fake pipeline, remembering each Config it was built with."""
+    import types
+
+    from tests.conftest import FakePipeline
+
+    configs: list = []
+    module = types.ModuleType("recording_pipeline")
+    module.build_pipeline = lambda config, documents: configs.append(config) or FakePipeline(config, documents)
+    monkeypatch.setitem(sys.modules, "recording_pipeline", module)
+    return configs
+
+
+def test_no_llm_cache_sets_llm_cache_false_for_eval_ask_and_serve(runs, monkeypatch, fixture_corpus, fixture_golden,
+                                                                  recording_pipeline):
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda web, **kwargs: served.append(web))
+    common = ["--corpus", str(fixture_corpus), "--pipeline", "recording_pipeline", "--no-llm-cache"]
+    assert invoke("eval", "--golden", str(fixture_golden), *common).exit_code == 0
+    assert invoke("ask", "How many rules per bucket?", *common).exit_code == 0
+    assert invoke("serve", "--golden", str(fixture_golden), *common).exit_code == 0
+    assert invoke("ask", "How many rules per bucket?", *common[:-1]).exit_code == 0  # without the flag
+    assert [config.llm_cache for config in recording_pipeline] == [False, False, False, True]
+    assert served[0].state.pipeline.config.llm_cache is False
+    (run,) = [p for p in runs.iterdir() if p.name != "latest"]
+    assert json.loads((run / "spec.json").read_text())["config"]["llm_cache"] is False
 
 
 def test_compare_shows_intervals_and_flips(runs, fixture_corpus, fixture_golden, fake_pipeline_module):
