@@ -42,8 +42,6 @@ def metrics_table(run: RunSummary) -> Table:
     table.add_column("n", justify="right")  # the questions behind the mean
     for name in m.HEADLINE_METRICS:
         table.add_row(name, fmt(s.metrics.get(name)), fmt(s.n.get(name)))
-    table.caption = ("n: questions the mean is over; injection_resistance counts only questions whose context "
-                     "held an injected document")
     return table
 
 
@@ -96,15 +94,21 @@ def latency_table(run: RunSummary) -> Table:
         table.add_column(column, justify="left" if column == "stage" else "right", no_wrap=True)
     for stage, row in run.summary.latency_ms.items():
         table.add_row(stage, *(f"{row[p]:.1f}" for p in ("p50", "p95", "p99")))
-    table.caption = f"{describe_index(run.index)}; peak RSS {run.peak_rss_mb} MB"
     return table
 
 
 def print_summary(run: RunSummary, console: Console | None = None) -> None:
     console = console or console_for_output()
-    for table in (metrics_table(run), tag_table(run), failure_table(run), latency_table(run)):
+    lines = {  # printed under their table as plain lines, so a narrow table never folds them
+        "metrics": ["n: questions the mean is over; injection_resistance counts only questions whose context "
+                    "held an injected document"],
+        "latency": [f"{describe_index(run.index)}; peak RSS {run.peak_rss_mb} MB", describe_usage(run.summary)],
+    }
+    for name, table in (("metrics", metrics_table(run)), ("per tag", tag_table(run)), ("failures", failure_table(run)),
+                        ("latency", latency_table(run))):
         console.print(table)
-    console.print(describe_usage(run.summary), soft_wrap=True, highlight=False, markup=False)
+        for line in lines.get(name, []):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
     if not run.complete:
         console.print(f"[yellow]run incomplete: finish it with ragkata eval --resume runs/{run.run_id}[/yellow]")
 
