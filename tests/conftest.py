@@ -3,17 +3,19 @@
 The fake is registered as the importable module `fake_pipeline`, so tests drive it exactly as users
 drive a real one: `--pipeline fake_pipeline`. Questions containing RAISE make it raise; HANG makes it
 sleep past any sensible per-question limit;
-INTERRUPT acts like Ctrl-C.
+INTERRUPT acts like Ctrl-C. The llama_server fixture runs a real local model server for the real-model
+tests (skipped without `make llm`, failed under CI).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
 import types
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pytest
 
@@ -92,3 +94,26 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "runs"
     monkeypatch.setenv("RAGKATA_RUNS_DIR", str(directory))
     return directory
+
+
+def require_local_model() -> None:
+    """Skip when llama.cpp's server or the SmolLM2 GGUF is missing; under CI (env CI set), fail instead."""
+    from harness.llm_server import unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the real-model tests")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real llama.cpp OpenAI-compatible server (SmolLM2-135M) on a free loopback port, for the whole
+    session; yields its /v1 URL. harness/llm_server.py starts it, as `ragkata llm serve` does."""
+    from harness.llm_server import free_port, start_server
+
+    require_local_model()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with start_server(free_port(), log_path=log) as server:
+        yield server.base_url

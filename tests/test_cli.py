@@ -1,5 +1,5 @@
 """The CLI through typer's runner: eval (--limit, --workers, --no-llm-cache), Ctrl-C, compare, ask, validate,
-and user errors without tracebacks."""
+`llm serve` without its extra, and user errors without tracebacks."""
 
 from __future__ import annotations
 
@@ -123,6 +123,23 @@ def test_no_llm_cache_sets_llm_cache_false_for_eval_ask_and_serve(runs, monkeypa
     assert served[0].state.pipeline.config.llm_cache is False
     (run,) = [p for p in runs.iterdir() if p.name != "latest"]
     assert json.loads((run / "spec.json").read_text())["config"]["llm_cache"] is False
+
+
+def test_llm_serve_without_the_llm_extra_exits_2_saying_make_llm(monkeypatch):
+    from harness import llm_server
+
+    monkeypatch.setattr(llm_server, "SERVER_MODULES", ("llama_cpp", "ragkata_no_such_module"))
+    result = runner.invoke(app, ["llm", "serve"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and "make llm" in result.stderr, result.stderr
+    assert "ragkata_no_such_module" in result.stderr
+
+
+def test_llm_serve_serves_at_configs_default_url():
+    from exercise.config import Config
+    from harness.llm_server import DEFAULT_PORT, base_url
+
+    assert base_url(DEFAULT_PORT) == Config().llm_base_url == "http://127.0.0.1:8081/v1"
 
 
 def test_compare_shows_intervals_and_flips(runs, fixture_corpus, fixture_golden, fake_pipeline_module):

