@@ -3,8 +3,9 @@
 Chosen with `--config generator=llm`; the extractive generator stays the offline default. One code path
 reaches a llama.cpp server, Ollama, vLLM, LM Studio or a hosted API. The prompt is exercise/prompt.md;
 sources are numbered [1]..[n] in context order and the reply's [n] markers become chunk-id citations.
-Replies are cached on disk, so a second run of the same questions costs nothing.
-Left out on purpose: streaming, tool calls, counting tokens before a call, and any check that an answer
+Replies are cached on disk, so a second run of the same questions costs nothing. stream() is generate()
+with the reply's text handed over piece by piece as it arrives (the playground shows it as it comes).
+Left out on purpose: tool calls, counting tokens before a call, and any check that an answer
 is supported by what it cites (that is task 4's question, for this generator as for the extractive one).
 """
 
@@ -166,6 +167,42 @@ class LLMGenerator:
                           cost_usd(entry["prompt_tokens"], entry["completion_tokens"],
                                    self.config.llm_price_in, self.config.llm_price_out), cached=False, calls=1)
         return dataclasses.replace(parse_reply(entry["reply"], [chunk.chunk_id for chunk in context]), usage=usage)
+
+    def stream(self, question: str, context: Sequence[Chunk], on_text: Callable[[str], None]) -> Generation:
+        """generate(), handing the reply's text to on_text piece by piece as the server sends it.
+
+        A cached reply, or the abstention without sources, arrives as one piece. One try, no retries: pieces
+        already shown cannot be taken back. The Generation and the cache entry are generate()'s, except that a
+        server that reports no usage while streaming (llama.cpp's) gives zero tokens and its reply is not cached.
+        """
+        messages = [{"role": "user", "content": render_prompt(self.template, question, context)}]
+        params = {"max_tokens": self.config.llm_max_tokens, "temperature": self.config.llm_temperature,
+                  "seed": self.config.llm_seed}
+        key = cache_key(self.config.llm_base_url, self.config.llm_model, messages, params)
+        if not context or (self.cache and self.cache.get(key) is not None):
+            generation = self.generate(question, context)
+            on_text(generation.text)
+            return generation
+        pieces, usage, model = [], None, self.config.llm_model
+        try:
+            for event in self.client.chat.completions.create(model=self.config.llm_model, messages=messages, stream=True,
+                                                             stream_options={"include_usage": True}, **params):
+                usage, model = event.usage or usage, event.model or model
+                piece = event.choices[0].delta.content if event.choices else None
+                if piece:
+                    pieces.append(piece)
+                    on_text(piece)
+        except openai.APIError as error:
+            raise LLMError(f"{self.config.llm_model} at {self.host} failed while streaming: {self._cause(error)}") from None
+        prompt_tokens, completion_tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        if self.cache and usage:
+            self.cache.put(key, {"reply": "".join(pieces), "prompt_tokens": prompt_tokens,
+                                 "completion_tokens": completion_tokens, "model": model,
+                                 "request": {"base_url": self.config.llm_base_url, "model": self.config.llm_model,
+                                             "params": params}})
+        spent = cost_usd(prompt_tokens, completion_tokens, self.config.llm_price_in, self.config.llm_price_out)
+        return dataclasses.replace(parse_reply("".join(pieces), [chunk.chunk_id for chunk in context]),
+                                   usage=Usage(prompt_tokens, completion_tokens, spent, cached=False, calls=1))
 
     def _complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
         """One chat completion, tried up to TRIES times with exponential backoff; the cache entry it makes."""

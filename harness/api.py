@@ -1,4 +1,5 @@
 """The HTTP API's records: what each endpoint takes and returns, each with an example for /docs.
+A streamed /api/ask sends AskEvent lines (NDJSON): the context, text deltas, then the whole AskResponse.
 
 Left out on purpose: behaviour. harness/service.py builds these from pipeline output; nothing here
 touches the pipeline, the corpus or the disk.
@@ -7,7 +8,7 @@ touches the pipeline, the corpus or the disk.
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,6 +29,7 @@ def request_examples(*items: dict) -> ConfigDict:
 
 
 ASK_EXAMPLE = {"question": "How long until my files move to the archive tier?", "k": 10}
+STREAM_EXAMPLE = {"question": "How long until my files move to the archive tier?", "stream": True}
 SEARCH_EXAMPLE = {"question": "KOS-4032 bucket name taken", "k": 5}
 EVIDENCE_EXAMPLE = {"doc_id": "guides/lifecycle.md", "quote": "Objects transition to cold-vault after 90 days"}
 HIT_EXAMPLE = {"rank": 1, "chunk_id": "guides/lifecycle.md#0", "doc_id": "guides/lifecycle.md",
@@ -37,6 +39,10 @@ HIT_EXAMPLE = {"rank": 1, "chunk_id": "guides/lifecycle.md#0", "doc_id": "guides
 GOLDEN_EXAMPLE = {"id": "fx-01", "question": ASK_EXAMPLE["question"], "answerable": True,
                   "answer": "After 90 days, to cold-vault.", "facts": ["90 days"], "evidence": [EVIDENCE_EXAMPLE],
                   "tags": ["paraphrase", "numeric"]}
+SOURCE_EXAMPLE = {"n": 1, "chunk_id": "guides/lifecycle.md#0", "doc_id": "guides/lifecycle.md", "doc_title": "Lifecycle rules",
+                  "doc_status": "current", "superseded_by": None, "injection": False,
+                  "text": "## Transitions\n\nObjects transition to cold-vault after 90 days ...", "start": 0, "end": 420}
+USAGE_EXAMPLE = {"prompt_tokens": 512, "completion_tokens": 24, "cost_usd": 0.0, "cached": False, "calls": 1}
 SUMMARY_EXAMPLE = {"run_id": "20261122T161530-3fa9c1e", "latest": True, "finished": "2026-11-22T16:16:02+00:00",
                    "complete": True, "pipeline": "exercise", "metrics": {"evidence_recall@5": 0.62, "fact_recall": 0.48},
                    "failures": {"ok": 21, "retrieval_miss": 9}, "counts": {"questions": 30, "errors": 0},
@@ -50,11 +56,14 @@ def _not_blank(value: str, name: str, example: dict) -> str:
 
 
 class AskRequest(BaseModel):
-    model_config = request_examples(ASK_EXAMPLE, {"question": "What does KOS-4032 mean?", "golden_id": "fx-02"})
+    model_config = request_examples(ASK_EXAMPLE, {"question": "What does KOS-4032 mean?", "golden_id": "fx-02"},
+                                    STREAM_EXAMPLE)
     question: str = Field(max_length=MAX_QUESTION_CHARS, description="the question, 1 to 2,000 characters")
     k: Optional[int] = Field(None, ge=K_MIN, le=K_MAX, description="retrieved hits to return (1-50); default: all")
     golden_id: Optional[str] = Field(None, description="a dev question id, to mark hits covering its evidence; "
                                                        "when left out, a question equal to a dev question's text matches it")
+    stream: bool = Field(False, description="true: answer with NDJSON lines (AskEvent) as the answer is generated: "
+                                            "the context, text deltas, then the whole response")
 
     @field_validator("question")
     @classmethod
@@ -114,19 +123,56 @@ class HitOut(BaseModel):
     evidence: list[int] = Field(description="indexes of the golden question's evidence items this chunk covers")
 
 
+class SourceOut(BaseModel):
+    model_config = examples(SOURCE_EXAMPLE)
+    n: int = Field(description="the source's number: an answer's [n] marker points here (context order, from 1)")
+    chunk_id: str
+    doc_id: str
+    doc_title: str
+    doc_status: str = Field(description="current, superseded, or unknown for a chunk of no loaded document")
+    superseded_by: Optional[str]
+    injection: bool = Field(description="the document carries planted instructions (a canary)")
+    text: str
+    start: int
+    end: int
+
+
+class UsageOut(BaseModel):
+    model_config = examples(USAGE_EXAMPLE)
+    prompt_tokens: int = Field(description="as the model's server reported them; 0 when it reported none")
+    completion_tokens: int
+    cost_usd: float = Field(description="what the call spent at the Config's prices; 0 for a cached reply")
+    cached: bool = Field(description="the reply came from the reply cache and no model was called")
+    calls: int = Field(description="requests sent to a model; 0 for the extractive generator")
+
+
 class AskResponse(BaseModel):
     model_config = examples({"question": ASK_EXAMPLE["question"], "answer": "Objects transition to cold-vault after 90 days.",
                              "citations": ["guides/lifecycle.md#0"], "abstained": False, "retrieved": [HIT_EXAMPLE],
-                             "context": ["guides/lifecycle.md#0"], "golden": GOLDEN_EXAMPLE,
-                             "latency_ms": {"retrieve": 1.9, "generate": 0.4, "total": 2.4}})
+                             "context": ["guides/lifecycle.md#0"], "sources": [SOURCE_EXAMPLE], "golden": GOLDEN_EXAMPLE,
+                             "latency_ms": {"retrieve": 1.9, "generate": 0.4, "total": 2.4}, "usage": USAGE_EXAMPLE})
     question: str
     answer: str
     citations: list[str]
     abstained: bool
     retrieved: list[HitOut]
     context: list[str]
+    sources: list[SourceOut] = Field(description="the context chunks, numbered as the answer's [n] markers count")
     latency_ms: dict[str, float]
     golden: Optional[GoldenOut] = Field(description="the dev question asked, when it is one")
+    usage: UsageOut
+
+
+class AskEvent(BaseModel):
+    """One line of a streamed /api/ask: "context" first, then "delta"s, then "answer"; or "error", which ends it."""
+
+    model_config = examples({"event": "context", "sources": [SOURCE_EXAMPLE]}, {"event": "delta", "text": "Objects move "},
+                            {"event": "error", "detail": "the pipeline raised LLMError: ..."})
+    event: Literal["context", "delta", "answer", "error"]
+    sources: Optional[list[SourceOut]] = Field(None, description="context: the chunks handed to the generator")
+    text: Optional[str] = Field(None, description="delta: the next piece of the answer's text")
+    answer: Optional[AskResponse] = Field(None, description="answer: the whole response, as without stream")
+    detail: Optional[str] = Field(None, description="error: what went wrong; no answer follows")
 
 
 class SearchResponse(BaseModel):

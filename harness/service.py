@@ -1,6 +1,7 @@
 """The HTTP service behind `ragkata serve`: a JSON API over one pipeline, its corpus, the dev questions
 and runs/, plus the playground page (harness/static/). create_app() loads the corpus and builds the
 index once; pipeline calls run in the thread pool, so a slow question never blocks /healthz.
+POST /api/ask with "stream": true answers in NDJSON lines as the answer is generated (StreamTap).
 
 Left out on purpose: writing anything (runs are read-only here), the holdout set, and letting a request
 name a file: documents, runs, golden questions and static assets are looked up by key in dicts built
@@ -14,21 +15,24 @@ import json
 import logging
 import math
 import os
+import queue
 import secrets
+import threading
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from exercise.config import Config
-from exercise.contracts import Hit
+from exercise.contracts import Answer, Chunk, Generation, Hit
 from harness.api import (
     ASK_EXAMPLE,
     ERRORS,
     SEARCH_EXAMPLE,
+    AskEvent,
     AskRequest,
     AskResponse,
     CompareOut,
@@ -42,12 +46,15 @@ from harness.api import (
     RunSummary,
     SearchRequest,
     SearchResponse,
+    SourceOut,
+    UsageOut,
     explain,
 )
 from harness.compare import flips, metric_deltas
 from harness.corpus import load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
 from harness.metrics import covers
+from harness.records import usage_to_json
 from harness.runner import load_pipeline, peak_rss_mb, read_samples, runs_dir
 from harness.scoring import summarize
 
@@ -131,6 +138,105 @@ def run_summary(folder: Path, latest: str | None) -> RunSummary:
     return RunSummary(run_id=folder.name, latest=folder.name == latest, **fields)
 
 
+# --- streaming -----------------------------------------------------------------------------------
+
+class StreamTap:
+    """The pipeline's generator, wrapped so that a streaming /api/ask sees the context and the text as they come.
+
+    Outside a streaming request it only forwards generate(). Inside one (a listener set for this thread) it
+    reports the chunks handed to the generator, then the text: through the generator's own
+    stream(question, context, on_text) when it has one (exercise/llm.py's), else generate()'s text in one piece.
+    """
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:  # everything but generate() is the wrapped generator's
+        if name in ("inner", "local"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def generate(self, question: str, context: Sequence[Chunk]) -> Generation:
+        listener = getattr(self.local, "listener", None)
+        if listener is None:
+            return self.inner.generate(question, context)
+        listener.put(("context", list(context)))
+        stream = getattr(self.inner, "stream", None)
+        if callable(stream):
+            return stream(question, context, lambda piece: listener.put(("text", piece)))
+        generation = self.inner.generate(question, context)
+        listener.put(("text", generation.text))
+        return generation
+
+
+def tap_generator(pipeline: Any) -> StreamTap | None:
+    """Wrap pipeline.generator in a StreamTap; None when the pipeline has no generator it lets us replace
+    (a streamed answer then arrives in one piece, once the pipeline has finished)."""
+    generator = getattr(pipeline, "generator", None)
+    if generator is None or not callable(getattr(generator, "generate", None)):
+        return None
+    tap = StreamTap(generator)
+    try:
+        pipeline.generator = tap
+    except (AttributeError, TypeError):  # a frozen or slotted pipeline
+        return None
+    return tap
+
+
+def stream_events(answer: Callable[[], Answer], tap: StreamTap | None, sources: Callable[[Sequence[Chunk]], list[SourceOut]],
+                  respond: Callable[[Answer], AskResponse]) -> Iterator[str]:
+    """NDJSON lines of AskEvent: "context" once, "delta"s, then "answer"; "error" instead if the pipeline raises.
+
+    The pipeline runs in its own thread and reports through a queue. A pipeline whose generator could not be
+    tapped sends its context and its whole text once it has answered.
+    """
+    events: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        if tap is not None:
+            tap.local.listener = events
+        try:
+            events.put(("done", answer()))
+        except BaseException as exc:  # noqa: BLE001 - the candidate's code may raise anything; report it
+            log.exception("pipeline call failed while streaming")
+            events.put(("error", f"the pipeline raised {type(exc).__name__}: {exc}"))
+        finally:
+            if tap is not None:
+                tap.local.listener = None
+
+    def line(**event: Any) -> str:  # the event's own unset fields left out; None inside the answer kept
+        fields = AskEvent(**event).model_dump(mode="json")
+        return json.dumps({name: value for name, value in fields.items() if value is not None}) + "\n"
+
+    threading.Thread(target=work, name="ask-stream", daemon=True).start()
+    sent_context = sent_text = False
+    while True:
+        kind, payload = events.get()
+        if kind == "context" and not sent_context:
+            sent_context = True
+            yield line(event="context", sources=sources(payload))
+        elif kind == "text" and payload:
+            sent_text = True
+            yield line(event="delta", text=payload)
+        elif kind == "error":
+            yield line(event="error", detail=payload)
+            return
+        elif kind == "done":
+            try:
+                response = respond(payload)
+            except Exception as exc:  # an Answer the response cannot be built from
+                log.exception("could not build the response")
+                yield line(event="error", detail=f"the pipeline's answer could not be read: {type(exc).__name__}: {exc}")
+                return
+            if not sent_context:
+                yield line(event="context", sources=response.sources)
+            if not sent_text and response.answer:
+                yield line(event="delta", text=response.answer)
+            yield line(event="answer", answer=response)
+            return
+
+
 # --- the app --------------------------------------------------------------------------------------
 
 def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden: Path | str | None = "golden_set/dev.jsonl",
@@ -141,6 +247,7 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
     documents = {d.doc_id: d for d in load_corpus(corpus)}
     canaries = read_canaries(corpus)
     built = load_pipeline(pipeline, config, list(documents.values()))
+    tap = tap_generator(built)
     started = time.time()
     app = FastAPI(title="ragkata", version="0.1.0", description="The playground's API over one pipeline. When the "
                   "server was started with --token, every /api request needs 'Authorization: Bearer <token>'.")
@@ -182,21 +289,46 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
         example = SEARCH_EXAMPLE if request.url.path.endswith("/search") else ASK_EXAMPLE
         return JSONResponse({"detail": "; ".join(explain(e, example) for e in exc.errors())}, status_code=422)
 
-    @app.post("/api/ask", response_model=AskResponse, responses=ERRORS, tags=["pipeline"])
-    def ask(body: AskRequest) -> AskResponse:
-        """Answer one question: the Answer record, each hit with its document's status and evidence marks."""
+    def source_out(n: int, chunk: Chunk) -> SourceOut:
+        doc = documents.get(chunk.doc_id)
+        return SourceOut(n=n, chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, text=chunk.text, start=chunk.start,
+                         end=chunk.end, doc_title=doc.title if doc else "", doc_status=doc.status if doc else "unknown",
+                         superseded_by=doc.superseded_by if doc else None,
+                         injection=bool(doc and doc.canary) or chunk.doc_id in canaries)
+
+    def sources_of(chunks: Sequence[Chunk]) -> list[SourceOut]:
+        return [source_out(n, chunk) for n, chunk in enumerate(chunks, start=1)]
+
+    def ask_response(body: AskRequest, answer: Answer, question: GoldenQuestion | None) -> AskResponse:
+        context, cited = set(answer.context), set(answer.citations)
+        hits = answer.retrieved[: body.k] if body.k else answer.retrieved
+        by_id = {hit.chunk.chunk_id: hit.chunk for hit in answer.retrieved}
+        chunks = [by_id.get(cid) or Chunk(cid, cid.partition("#")[0], "", 0, 0) for cid in answer.context]
+        return AskResponse(
+            question=body.question, answer=answer.text, citations=list(answer.citations), abstained=answer.abstained,
+            retrieved=[hit_out(r, h, context, cited, question) for r, h in enumerate(hits, start=1)],
+            context=list(answer.context), sources=sources_of(chunks),
+            latency_ms={k: float(v) for k, v in answer.latency_ms.items()},
+            golden=GoldenOut.of(question) if question else None,
+            usage=UsageOut(**usage_to_json(getattr(answer, "usage", None))))
+
+    @app.post("/api/ask", response_model=AskResponse, responses={**ERRORS, 200: {"content": {"application/x-ndjson": {
+        "schema": {"type": "string", "description": "with stream: one AskEvent (JSON) per line"}}}}}, tags=["pipeline"])
+    def ask(body: AskRequest):
+        """Answer one question: the Answer record, each hit with its document's status and evidence marks.
+
+        With "stream": true the reply is NDJSON, one AskEvent per line as the answer is generated: "context"
+        (the chunks handed to the generator), "delta"s of text, then "answer" (this response); or "error".
+        """
         if body.golden_id is not None:
             question = known_golden(body.golden_id)
         else:
             question = next((q for q in golden_by_id.values() if q.question.strip() == body.question.strip()), None)
-        answer = call_pipeline(lambda: built.answer(body.question))
-        context, cited = set(answer.context), set(answer.citations)
-        hits = answer.retrieved[: body.k] if body.k else answer.retrieved
-        return AskResponse(
-            question=body.question, answer=answer.text, citations=list(answer.citations), abstained=answer.abstained,
-            retrieved=[hit_out(r, h, context, cited, question) for r, h in enumerate(hits, start=1)],
-            context=list(answer.context), latency_ms={k: float(v) for k, v in answer.latency_ms.items()},
-            golden=GoldenOut.of(question) if question else None)
+        if body.stream:
+            return StreamingResponse(stream_events(lambda: built.answer(body.question), tap, sources_of,
+                                                   lambda answer: ask_response(body, answer, question)),
+                                     media_type="application/x-ndjson", headers={"Cache-Control": "no-cache"})
+        return ask_response(body, call_pipeline(lambda: built.answer(body.question)), question)
 
     @app.post("/api/search", response_model=SearchResponse, responses=ERRORS, tags=["pipeline"])
     def search(body: SearchRequest) -> SearchResponse:

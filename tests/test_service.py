@@ -1,7 +1,8 @@
 """The HTTP service through FastAPI's TestClient, over the fake pipeline, the fixture corpus and golden file.
 
 Every endpoint, every 4xx path, a pipeline that raises, the doc-id guard, the holdout refusal, the token
-rule, the OpenAPI examples, and a slow pipeline that must not block /healthz.
+rule, the OpenAPI examples, a slow pipeline that must not block /healthz, and streamed answers: from the
+fake, from the starter's extractive generator, and from the LLM generator on a scripted streaming server.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import shutil
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -324,3 +327,156 @@ def test_openapi_has_examples_for_every_request_and_response(client):
     assert {"/api/ask", "/api/search", "/api/docs/{doc_id}", "/api/golden", "/api/golden/{golden_id}", "/api/runs",
             "/api/runs/{run_id}", "/healthz"} <= set(schema["paths"])
     assert "404" in schema["paths"]["/api/docs/{doc_id}"]["get"]["responses"]
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+def events_of(res) -> list[dict]:
+    """The NDJSON lines of a streamed /api/ask, parsed."""
+    assert res.status_code == 200, res.text
+    assert res.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in res.text.splitlines() if line.strip()]
+
+
+def test_ask_names_its_sources_and_usage(client):
+    body = client.post("/api/ask", json={"question": REFUND_QUESTION, "k": 1}).json()
+    assert [s["n"] for s in body["sources"]] == list(range(1, len(body["context"]) + 1))
+    assert [s["chunk_id"] for s in body["sources"]] == body["context"]  # all of them, though k=1 shows one hit
+    assert len(body["retrieved"]) == 1 and body["sources"][0]["text"] and body["sources"][0]["doc_title"]
+    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "cached": False, "calls": 0}
+
+
+def test_a_streamed_answer_sends_the_context_the_text_then_the_whole_response(client):
+    events = events_of(client.post("/api/ask", json={"question": REFUND_QUESTION, "stream": True}))
+    assert [e["event"] for e in events] == ["context", "delta", "answer"]  # no generator to tap: the text in one piece
+    plain = client.post("/api/ask", json={"question": REFUND_QUESTION}).json()
+    assert events[-1]["answer"] == plain
+    assert events[0]["sources"] == plain["sources"] and events[1]["text"] == plain["answer"]
+
+
+def test_a_pipeline_that_raises_while_streaming_ends_the_stream_with_an_error_line(client):
+    events = events_of(client.post("/api/ask", json={"question": "please RAISE now", "stream": True}))
+    assert events == [{"event": "error", "detail": "the pipeline raised RuntimeError: the fake pipeline was asked to fail"}]
+    assert client.post("/api/ask", json={"question": REFUND_QUESTION, "stream": True}).status_code == 200
+
+
+def test_a_streamed_ask_is_validated_before_it_streams(client):
+    res = client.post("/api/ask", json={"question": "anything", "golden_id": "fx-99", "stream": True})
+    assert res.status_code == 404 and "fx-99" in res.json()["detail"]
+    res = client.post("/api/ask", json={"question": "anything", "stream": "maybe"})
+    assert res.status_code == 422
+
+
+@pytest.fixture
+def starter_client(fixture_corpus, fixture_golden, runs) -> TestClient:
+    """The service over the starter pipeline with BM25 and the extractive generator."""
+    return TestClient(create_app("exercise", fixture_corpus, fixture_golden, Config(retriever="bm25")))
+
+
+def test_the_starter_streams_its_context_before_its_text(starter_client):
+    question = "How long until my files move to the archive tier?"
+    events = events_of(starter_client.post("/api/ask", json={"question": question, "stream": True}))
+    assert [e["event"] for e in events] == ["context", "delta", "answer"]
+    final = events[-1]["answer"]
+    assert events[0]["sources"] == final["sources"] and [s["chunk_id"] for s in final["sources"]] == final["context"]
+    assert events[1]["text"] == final["answer"] and "90 days" in final["answer"]
+    plain = starter_client.post("/api/ask", json={"question": question}).json()
+    assert {k: v for k, v in plain.items() if k != "latency_ms"} == {k: v for k, v in final.items() if k != "latency_ms"}
+    assert type(starter_client.app.state.pipeline.generator).__name__ == "StreamTap"
+
+
+class StreamingLLM:
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 that streams its reply in PIECES (Server-Sent Events),
+    with the token counts in a last chunk when asked for them (stream_options.include_usage)."""
+
+    PIECES = ["The agent ", "listens on **port 9100** ", "[1].", "\n\n- restarts nightly [2]"]
+
+    def __init__(self, usage: bool = True):
+        self.requests: list[dict] = []
+        state, self.usage = self, usage
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the stdlib's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                state.requests.append(body)
+                head = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+                chunks = [{**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                          for piece in state.PIECES]
+                if state.usage and body.get("stream_options", {}).get("include_usage"):
+                    chunks.append({**head, "choices": [], "usage": {"prompt_tokens": 90, "completion_tokens": 12,
+                                                                    "total_tokens": 102}})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for chunk in chunks:
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def llm_client(fixture_corpus, fixture_golden, runs, tmp_path) -> Iterator[tuple[TestClient, StreamingLLM]]:
+    """The service over the starter with generator=llm on a StreamingLLM; its replies cached under tmp_path."""
+    server = StreamingLLM()
+    config = Config(retriever="bm25", generator="llm", llm_base_url=server.url, llm_model="streaming-model",
+                    cache_dir=str(tmp_path / "cache"), llm_price_in=1.0, llm_price_out=2.0)
+    try:
+        yield TestClient(create_app("exercise", fixture_corpus, fixture_golden, config)), server
+    finally:
+        server.close()
+
+
+def test_the_llm_generator_streams_its_reply_piece_by_piece_then_the_cited_answer_and_its_usage(llm_client, tmp_path):
+    client, server = llm_client
+    events = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
+    assert [e["event"] for e in events] == ["context", "delta", "delta", "delta", "delta", "answer"]
+    assert [e["text"] for e in events[1:-1]] == StreamingLLM.PIECES
+    final, context = events[-1]["answer"], events[0]["sources"]
+    assert final["answer"] == "".join(StreamingLLM.PIECES).strip()
+    assert final["citations"] == [context[0]["chunk_id"], context[1]["chunk_id"]]  # [1] and [2] name the sources
+    assert final["usage"] == {"prompt_tokens": 90, "completion_tokens": 12, "cost_usd": pytest.approx((90 + 24) / 1e6),
+                              "cached": False, "calls": 1}
+    (request,) = server.requests
+    assert request["stream"] is True and request["model"] == "streaming-model"
+    assert len(list((tmp_path / "cache" / "llm").glob("*.json"))) == 1  # cached as generate() would have
+
+    again = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
+    assert [e["event"] for e in again] == ["context", "delta", "answer"]  # the cached reply, in one piece
+    assert again[1]["text"] == final["answer"] and again[-1]["answer"]["usage"]["cached"] is True
+    plain = client.post("/api/ask", json={"question": "Which port does the agent use?"}).json()
+    assert plain["answer"] == final["answer"] and plain["usage"]["cached"] is True
+    assert len(server.requests) == 1  # neither the second stream nor generate() called the model again
+
+
+def test_a_server_that_reports_no_usage_while_streaming_gives_zero_tokens_and_is_not_cached(fixture_corpus, fixture_golden,
+                                                                                            runs, tmp_path):
+    server = StreamingLLM(usage=False)  # as llama.cpp's server does
+    config = Config(retriever="bm25", generator="llm", llm_base_url=server.url, cache_dir=str(tmp_path / "cache"))
+    try:
+        client = TestClient(create_app("exercise", fixture_corpus, fixture_golden, config))
+        events = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
+    finally:
+        server.close()
+    assert events[-1]["answer"]["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+                                             "cached": False, "calls": 1}
+    assert not (tmp_path / "cache" / "llm").exists()  # a reply without its token counts is not kept
+
+
+def test_a_model_that_cannot_be_reached_while_streaming_gives_an_error_line(fixture_corpus, fixture_golden, runs, tmp_path):
+    config = Config(retriever="bm25", generator="llm", llm_base_url="http://127.0.0.1:9/v1", cache_dir=str(tmp_path))
+    client = TestClient(create_app("exercise", fixture_corpus, fixture_golden, config))
+    context, error = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
+    assert context["event"] == "context" and context["sources"]  # retrieval had worked by then
+    assert error["event"] == "error" and "LLMError" in error["detail"] and "127.0.0.1:9" in error["detail"]
+    assert client.get("/healthz").status_code == 200
