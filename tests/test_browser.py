@@ -1,12 +1,15 @@
 """The playground page in a real browser: Debian's headless Chromium driven by Playwright, against uvicorn.
 
 The server runs the starter pipeline (BM25) over the fixture corpus, with two small runs of the fake
-pipeline in a temporary runs/. Skipped when /usr/bin/chromium is absent, except under CI, where a
-missing browser fails the suite instead of hiding a broken test.
+pipeline in a temporary runs/. A second server streams a scripted model's answer, held back half-way
+until the test has seen the first part, over the fixture corpus plus a document carrying HTML: neither
+the model's <img onerror> and <script> nor the document's may ever run. Skipped when /usr/bin/chromium
+is absent, except under CI, where a missing browser fails the suite instead of hiding a broken test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -15,12 +18,14 @@ import threading
 import time
 import types
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import httpx
 import pytest
 import uvicorn
 
 from exercise.config import Config
+from exercise.contracts import Chunk, Generation, Usage
 from harness.runner import start_run
 from harness.service import create_app
 
@@ -32,6 +37,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS, GOLDEN = FIXTURES / "corpus", FIXTURES / "golden.jsonl"
 TIMEOUT_MS = 10_000
+SCREENSHOTS = os.environ.get("RAGKATA_SCREENSHOTS")  # a folder to save screenshots in, for a person to look at
 
 
 def require_chromium() -> None:
@@ -73,6 +79,25 @@ def make_runs(runs: Path) -> list[str]:
     return ids
 
 
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """uvicorn serving `app` in a background thread; yields its base URL."""
+    port = free_port()
+    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not web.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start within 15 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        web.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Base URL of uvicorn serving create_app() in a background thread, and the two run ids."""
@@ -82,20 +107,8 @@ def server(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAGKATA_RUNS_DIR", str(runs))
         app = create_app(pipeline="exercise", corpus=CORPUS, golden=GOLDEN, config=Config(retriever="bm25"))
-        port = free_port()
-        web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=web.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 15
-        while not web.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                pytest.fail("uvicorn did not start within 15 s")
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}", run_ids
-        finally:
-            web.should_exit = True
-            thread.join(10)
+        with serving(app) as base:
+            yield base, run_ids
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +232,125 @@ def test_runs_view_charts_filters_and_compares(page, server):
     assert len(expected) > 0, "the two fixture runs should differ on at least one question"
     flips = page.locator('[data-testid="flip"]')
     assert sorted(flips.nth(i).get_attribute("data-id") for i in range(flips.count())) == sorted(f["id"] for f in expected)
+
+
+# --- a streamed answer, and HTML that must stay text -----------------------------------------------
+
+EVIL_DOC = """---
+title: Widget calibration <script>window.__pwned = "title"</script>
+type: guide
+product: platform
+updated: 2026-01-01
+status: current
+---
+# Widget calibration
+
+Sprocket widgets calibrate at 42 rpm. <img src=x onerror="window.__pwned = 'document'"> Recalibrate
+<script>window.__pwned = "document script"</script> every quarter.
+"""
+PIECES = ("Sprocket widgets calibrate at **42 rpm** [1]. ",
+          "The model wrote <img src=x onerror=\"window.__pwned = 'answer'\"> and <script>window.__pwned = 'script'</script>. ",
+          "\n\n- checked `<b>twice</b>`\n- done [9]")
+
+
+class GatedGenerator:
+    """A model stand-in: streams PIECES, but waits for `gate` before the last one, so the half-written answer
+    can be looked at. Cites the first source."""
+
+    gate = threading.Event()
+
+    def generate(self, question: str, context: Sequence[Chunk]) -> Generation:
+        return Generation("".join(PIECES).strip(), (context[0].chunk_id,), usage=Usage(100, 20, 0.00012, calls=1))
+
+    def stream(self, question: str, context: Sequence[Chunk], on_text) -> Generation:
+        for piece in PIECES[:-1]:
+            on_text(piece)
+        self.gate.wait(TIMEOUT_MS / 1000)
+        on_text(PIECES[-1])
+        return self.generate(question, context)
+
+
+def build_gated_pipeline(config, documents):
+    """The starter pipeline with GatedGenerator in place of its generator."""
+    from exercise.pipeline import build_pipeline
+
+    pipeline = build_pipeline(config, documents)
+    pipeline.generator = GatedGenerator()
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def streaming_server(tmp_path_factory):
+    """Base URL of the service over the gated pipeline and the fixture corpus plus EVIL_DOC."""
+    require_chromium()
+    corpus = tmp_path_factory.mktemp("evil") / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    (corpus / "guides" / "widgets.md").write_text(EVIL_DOC)
+    module = types.ModuleType("gated_pipeline")
+    module.build_pipeline = build_gated_pipeline  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "gated_pipeline", module)
+        patch.setenv("RAGKATA_RUNS_DIR", str(corpus.parent / "runs"))
+        app = create_app(pipeline="gated_pipeline", corpus=corpus, golden=GOLDEN, config=Config(retriever="bm25"))
+        with serving(app) as base:
+            yield base
+
+
+@pytest.fixture
+def streaming_page(browser, streaming_server):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.goto(streaming_server + "/")
+    yield opened
+    GatedGenerator.gate.set()
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def screenshot(page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+def assert_never_ran(page) -> None:
+    assert page.evaluate("window.__pwned") is None, "HTML from the model or a document was executed"
+
+
+def test_the_answer_appears_as_it_streams_and_html_in_it_stays_text(streaming_page):
+    page = streaming_page
+    GatedGenerator.gate.clear()
+    page.fill('[data-testid="question"]', "How fast do sprocket widgets calibrate?")
+    page.click('[data-testid="ask-button"]')
+    answer = page.locator('[data-testid="answer"]')
+    page.wait_for_function("document.querySelector('[data-testid=answer]').innerText.includes('42 rpm')")
+    assert "streaming" in answer.get_attribute("class") and "generating" in page.inner_text('[data-testid="ask-status"]')
+    assert "done" not in answer.inner_text()  # the last piece is still held back
+    assert page.locator('[data-testid="hit"]').first.get_attribute("data-chunk-id") == "guides/widgets.md#0"
+    screenshot(page, "playground-streaming")
+
+    GatedGenerator.gate.set()
+    page.wait_for_selector('[data-testid="citation"]')
+    assert "streaming" not in answer.get_attribute("class")
+    text = answer.inner_text()
+    assert "42 rpm" in answer.locator("strong").first.inner_text()  # Markdown: bold
+    assert "<img src=x onerror=" in text and "<script>window.__pwned = 'script'</script>" in text  # shown as text
+    assert answer.locator("img, script, b").count() == 0
+    assert answer.locator("code").inner_text() == "<b>twice</b>" and answer.locator("li").count() == 2
+    markers = answer.locator('[data-testid="marker"]')
+    assert markers.count() == 1 and markers.first.inner_text() == "[1]"  # [9] names no source: not a link
+    assert answer.locator(".marker.invalid").inner_text() == "[9]"
+    assert page.inner_text('[data-testid="usage"]') == "model: 100 prompt + 20 completion tokens · $0.000120"
+    assert_never_ran(page)
+    screenshot(page, "playground-streamed")
+
+    markers.first.click()  # [1] opens the document it cites, whose HTML stays text too
+    page.locator('[data-testid="doc-viewer"]').wait_for(state="visible")
+    assert "Widget calibration <script>" in page.inner_text('[data-testid="doc-title"]')
+    doc = page.locator('[data-testid="doc-text"]')
+    assert '<img src=x onerror="window.__pwned = \'document\'">' in doc.inner_text()
+    assert doc.locator("img, script").count() == 0 and page.locator('[data-testid="hits"] img').count() == 0
+    assert_never_ran(page)
+    screenshot(page, "playground-document")

@@ -14,10 +14,13 @@ const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 // --- talking to the server ------------------------------------------------------------------------
 
-async function api(path, body) {
+function send(path, body) {
   const headers = { "Content-Type": "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const response = await fetch(path, body === undefined ? { headers } : { method: "POST", headers, body: JSON.stringify(body) });
+  return fetch(path, body === undefined ? { headers } : { method: "POST", headers, body: JSON.stringify(body) });
+}
+
+async function readJson(response) {
   let data = null;
   try { data = await response.json(); } catch (_) { /* not JSON */ }
   if (response.status === 401) $("#token-bar").hidden = false;
@@ -25,7 +28,107 @@ async function api(path, body) {
   return data;
 }
 
+async function api(path, body) {
+  return readJson(await send(path, body));
+}
+
+/** POST /api/ask with stream: each NDJSON event goes to onEvent as it arrives; resolves to the final response. */
+async function askStreaming(body, onEvent) {
+  const response = await send("/api/ask", { ...body, stream: true });
+  if (!response.ok) return readJson(response);  // throws with the server's detail
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let newline;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, newline).trim();
+      buffer = buffer.slice(newline + 1);
+      if (!line) continue;
+      const event = JSON.parse(line);
+      if (event.event === "error") throw new Error(event.detail);
+      if (event.event === "answer") return event.answer;
+      onEvent(event);
+    }
+    if (done) throw new Error("the answer stream ended before the answer");
+  }
+}
+
 const docUrl = (docId) => "/api/docs/" + docId.split("/").map(encodeURIComponent).join("/");
+
+// --- Markdown, safely ------------------------------------------------------------------------------
+
+/** A source's [n] marker: a link that opens the source, or plain text when no source has that number. */
+function marker(n, sources) {
+  const source = sources[n - 1];
+  return source ? `<a href="#" class="marker" data-testid="marker" data-n="${n}" title="${esc(source.chunk_id)}">[${n}]</a>`
+    : `<span class="marker invalid" title="no source ${n}">[${n}]</span>`;
+}
+
+/** One line's inline Markdown. Escaped first, so nothing in the text can become a tag or an attribute; then
+ * `code` (left alone inside), **bold**, *italics* or _italics_, and [n] or [1, 3] markers become markup. */
+function inlineMarkdown(line, sources) {
+  return line.split(/(`[^`]+`)/).map((part, i) => {
+    if (i % 2 === 1) return `<code>${esc(part.slice(1, -1))}</code>`;
+    return esc(part)  // after esc, a "<" can only open a tag made here: excluding it keeps the tags nested
+      .replace(/\*\*\*(?=\S)([^<]+?)(?<=\S)\*\*\*/g, "<strong><em>$1</em></strong>")
+      .replace(/\*\*(?=\S)([^<]+?)(?<=\S)\*\*/g, "<strong>$1</strong>")
+      .replace(/(^|[^_\w])__(?=\S)([^<]+?)(?<=\S)__(?![_\w])/g, "$1<strong>$2</strong>")
+      .replace(/(^|[^*\w])\*(?=\S)([^*<]+?)(?<=\S)\*(?![*\w])/g, "$1<em>$2</em>")
+      .replace(/(^|[^_\w])_(?=\S)([^_<]+?)(?<=\S)_(?![_\w])/g, "$1<em>$2</em>")
+      .replace(/\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g, (_, list) => list.split(",").map((n) => marker(Number(n), sources)).join(""));
+  }).join("");
+}
+
+/** A model's (or a document's) Markdown as HTML, with no HTML of its own ever kept: paragraphs, "- " and "1. "
+ * lists and inlineMarkdown. "Port **9100** [1]\n\n<img src=x>" -> "<p>Port <strong>9100</strong> <a…>[1]</a></p>
+ * <p>&lt;img src=x&gt;</p>". sources: the answer's numbered context, for the [n] links. */
+function renderMarkdown(text, sources = []) {
+  const out = [];
+  let paragraph = [];
+  let list = null;
+  const endParagraph = () => {
+    if (paragraph.length) out.push(`<p>${paragraph.map((l) => inlineMarkdown(l, sources)).join("<br>")}</p>`);
+    paragraph = [];
+  };
+  const endList = () => {
+    if (list) out.push(`<${list.tag}>${list.items.map((item) => `<li>${inlineMarkdown(item, sources)}</li>`).join("")}</${list.tag}>`);
+    list = null;
+  };
+  for (const line of String(text ?? "").replace(/\r\n?/g, "\n").split("\n")) {
+    const bullet = /^\s*[-*+]\s+(.*)$/.exec(line);
+    const numbered = /^\s*\d{1,3}[.)]\s+(.*)$/.exec(line);
+    if (!line.trim()) {
+      endParagraph();
+      endList();
+    } else if (bullet || numbered) {
+      const tag = bullet ? "ul" : "ol";
+      endParagraph();
+      if (list && list.tag !== tag) endList();
+      list = list || { tag, items: [] };
+      list.items.push((bullet || numbered)[1]);
+    } else if (list && /^\s{2,}\S/.test(line)) {
+      list.items[list.items.length - 1] += ` ${line.trim()}`;  // an item's continuation line
+    } else {
+      endList();
+      paragraph.push(line);
+    }
+  }
+  endParagraph();
+  endList();
+  return out.join("");
+}
+
+/** Make the [n] markers inside `box` open their source's document. */
+function linkMarkers(box, sources, quotes = []) {
+  box.querySelectorAll("a.marker").forEach((a) => a.addEventListener("click", (event) => {
+    event.preventDefault();
+    const source = sources[Number(a.dataset.n) - 1];
+    if (source) openDoc(source.doc_id, source, quotes);
+  }));
+}
 
 // --- highlighting ---------------------------------------------------------------------------------
 
@@ -124,7 +227,7 @@ function renderHits(hits, golden) {
     const classes = ["hit", hit.in_context && "in-context", hit.evidence.length && "is-evidence",
       hit.doc_status === "superseded" && "is-superseded", hit.injection && "is-injection"].filter(Boolean).join(" ");
     return `<li class="${classes}" data-testid="hit" data-index="${i}" data-chunk-id="${esc(hit.chunk_id)}">
-      <div class="hit-head"><span class="rank">#${hit.rank}</span><span class="score">${fmt(hit.score, 3)}</span>${badgesFor(hit)}</div>
+      <div class="hit-head"><span class="rank">${esc(hit.label || `#${hit.rank}`)}</span><span class="score">${fmt(hit.score, 3)}</span>${badgesFor(hit)}</div>
       <div class="hit-title">${esc(hit.doc_title || hit.doc_id)} <span class="muted mono">${esc(hit.chunk_id)}</span></div>
       <div class="hit-text">${markRanges(hit.text, quoteRanges(hit.text, evidenceQuotes(golden, hit)))}</div></li>`;
   }).join("");
@@ -147,6 +250,31 @@ function renderLatency(latency) {
   $("#latency").innerHTML = `<div class="latency-bar">${bar}</div><div class="latency-text">${text} · <b>total ${fmt(total, 1)} ms</b></div>`;
 }
 
+/** "model: 512 prompt + 24 completion tokens · $0.000123", or why there are none; nothing for no model call. */
+function renderUsage(usage) {
+  if (!usage || (!usage.calls && !usage.cached)) return;
+  const counted = usage.prompt_tokens || usage.completion_tokens;
+  const parts = [counted ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens`
+    : "the server reported no token counts"];
+  if (usage.cached) parts.push("from the reply cache, no cost");
+  else if (counted) parts.push(usage.cost_usd > 0 ? `$${usage.cost_usd.toFixed(6)}` : "no cost at the Config's prices");
+  $("#latency").insertAdjacentHTML("beforeend", `<div class="latency-text" data-testid="usage">model: ${esc(parts.join(" · "))}</div>`);
+}
+
+/** The numbered context of a streamed answer, shown in the hits panel until the ranked hits arrive. */
+function renderSources(sources) {
+  renderHits(sources.map((s) => ({ ...s, label: `[${s.n}]`, rank: s.n, score: null, in_context: true, cited: false, evidence: [] })), null);
+  $("#hits-count").textContent = `(${sources.length} handed to the generator; the ranking follows the answer)`;
+}
+
+/** The answer so far, while it streams in. */
+function renderPartial(text, sources) {
+  const answer = $("#answer");
+  answer.className = "answer streaming";
+  answer.innerHTML = renderMarkdown(text, sources) || "&nbsp;";
+  linkMarkers(answer, sources);
+}
+
 function renderExpected(golden, answerText, hits) {
   if (!golden) { $("#expected").innerHTML = ""; return; }
   const said = answerText.toLowerCase().replace(/\s+/g, " ");
@@ -165,11 +293,14 @@ function renderAnswer(res) {
   state.ask = res;
   const answer = $("#answer");
   answer.className = "answer";
-  answer.innerHTML = (res.abstained ? '<span class="badge abstained">abstained</span> ' : "") + (esc(res.answer) || '<span class="muted">(empty answer)</span>');
+  answer.innerHTML = (res.abstained ? '<span class="badge abstained">abstained</span> ' : "") +
+    (renderMarkdown(res.answer, res.sources) || '<span class="muted">(empty answer)</span>');
+  linkMarkers(answer, res.sources, evidenceQuotes(res.golden, null));
   const byId = Object.fromEntries(res.retrieved.map((h) => [h.chunk_id, h]));
-  $("#citations").innerHTML = res.citations.map((id, i) => {
+  $("#citations").innerHTML = res.citations.map((id) => {
     const hit = byId[id];
-    return `<button type="button" class="citation ${hit && hit.evidence.length ? "is-evidence" : ""}" data-testid="citation" data-chunk-id="${esc(id)}">[${i + 1}] ${esc(id)}</button>`;
+    const n = res.context.indexOf(id) + 1;  // the source number its [n] markers use; 0: not in the context
+    return `<button type="button" class="citation ${hit && hit.evidence.length ? "is-evidence" : ""}" data-testid="citation" data-chunk-id="${esc(id)}">${n ? `[${n}] ` : ""}${esc(id)}</button>`;
   }).join("") || '<span class="muted">no citations</span>';
   $("#citations").querySelectorAll(".citation").forEach((button) => button.addEventListener("click", () => {
     const hit = byId[button.dataset.chunkId];
@@ -177,6 +308,7 @@ function renderAnswer(res) {
     openDoc(docId, hit || null, evidenceQuotes(res.golden, null));
   }));
   renderLatency(res.latency_ms);
+  renderUsage(res.usage);
   renderExpected(res.golden, res.answer, res.retrieved);
   renderHits(res.retrieved, res.golden);
 }
@@ -206,7 +338,21 @@ async function runAsk(event, searchOnly = false) {
       renderLatency(res.latency_ms);
       renderHits(res.hits, null);
     } else {
-      renderAnswer(await api("/api/ask", askBody(true)));
+      let text = "";
+      let sources = [];
+      const final = await askStreaming(askBody(true), (event) => {
+        if (event.event === "context") {
+          sources = event.sources;
+          status.textContent = "generating…";
+          ["#citations", "#latency", "#expected"].forEach((s) => { $(s).innerHTML = ""; });
+          renderSources(sources);
+          renderPartial(text, sources);
+        } else if (event.event === "delta") {
+          text += event.text;
+          renderPartial(text, sources);
+        }
+      });
+      renderAnswer(final);
     }
     status.textContent = "";
   } catch (err) {
@@ -334,12 +480,13 @@ function showSample(id) {
   const cited = new Set(s.citations || []);
   const context = new Set(s.context || []);
   const hits = (s.retrieved || []).map((h, i) => ({ ...h, rank: i + 1, in_context: context.has(h.chunk_id), cited: cited.has(h.chunk_id), evidence: h.evidence || [] }));
+  const sources = (s.context || []).map((id) => hits.find((h) => h.chunk_id === id) || { chunk_id: id, doc_id: id.split("#")[0] });
   const flip = state.flips[s.id];
   $("#question-detail").innerHTML = `
     <p><b class="mono">${esc(s.id)}</b> ${failureBadge(s.failure)} ${flip ? `<span class="muted">was ${esc(flip.before)} in the baseline</span>` : ""}</p>
     <p>${esc(s.question)}</p>
     ${s.error ? `<div class="error-text">${esc(s.error)}</div>` : ""}
-    <h3>Answer given</h3><p>${s.abstained ? '<span class="badge abstained">abstained</span> ' : ""}${esc(s.answer) || '<span class="muted">(empty)</span>'}</p>
+    <h3>Answer given</h3><div class="answer-given">${s.abstained ? '<span class="badge abstained">abstained</span> ' : ""}${renderMarkdown(s.answer, sources) || '<span class="muted">(empty)</span>'}</div>
     <div class="citations">${(s.citations || []).map((c) => `<button type="button" class="citation ${hits.some((h) => h.chunk_id === c && h.evidence.length) ? "is-evidence" : ""}" data-chunk-id="${esc(c)}">${esc(c)}</button>`).join("") || '<span class="muted">no citations</span>'}</div>
     <h3>Expected</h3>
     ${expected ? `<p>${expected.answerable ? esc(expected.answer) : "<i>unanswerable: should abstain</i>"}</p>` +
@@ -348,6 +495,7 @@ function showSample(id) {
     <h3>Retrieved (top ${hits.length})</h3>
     <ol class="mini-hits">${hits.map((h, i) => `<li class="${h.evidence.length ? "is-evidence" : ""}" data-index="${i}"><span class="rank">#${h.rank}</span><span class="score">${fmt(h.score, 3)}</span><span class="mono">${esc(h.chunk_id)}</span> ${badgesFor(h)}</li>`).join("")}</ol>`;
   const detail = $("#question-detail");
+  linkMarkers(detail, sources, quotes);
   detail.querySelectorAll(".mini-hits li").forEach((li) => li.addEventListener("click", () => {
     const h = hits[Number(li.dataset.index)];
     openDoc(h.doc_id, h, quotes);
