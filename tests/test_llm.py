@@ -99,7 +99,9 @@ def test_render_prompt_refuses_a_template_without_a_placeholder(missing):
         render_prompt(template, "q", [])
 
 
+@pytest.mark.task(4)
 def test_the_shipped_prompt_renders_and_states_the_abstention_phrase():
+    """Holds for an edited prompt.md too: numbered sources, the question, the abstention phrase, no comments."""
     rendered = render_prompt(PROMPT_PATH.read_text(encoding="utf-8"), "Which port?", [chunk("a.md#0", "Port 9100.")])
     assert ABSTAIN_PHRASE in rendered and "[1] Port 9100." in rendered and "Which port?" in rendered
     assert "<!--" not in rendered and "{" not in rendered
