@@ -145,14 +145,23 @@ def answer_to_json(answer: Any) -> JSON:
             "usage": usage_to_json(getattr(answer, "usage", None))}
 
 
+MAX_RANK = 10_000  # the deepest rank a transported hit may claim
+
+
 def answer_from_json(question: str, data: Mapping[str, Any]) -> Answer:
-    """Rebuild an Answer from answer_to_json's output; the recorded ranks are kept in order, so
-    Answer.retrieved[:SCORED_DEPTH] is still the scored top. KeyError, TypeError or ValueError if malformed."""
+    """Rebuild an Answer from answer_to_json's output. Each hit goes back to the position of its rank:
+    the ranks answer_to_json left out are filled with empty hits (no document, no text), which cover
+    nothing and are not recorded again, so a chunk cited at rank 23 is recorded at rank 23.
+    KeyError, TypeError or ValueError if malformed."""
     hits = [RankedHit.from_json(hit) for hit in data["retrieved"]]
-    if [h.rank for h in hits] != sorted({h.rank for h in hits}) or any(h.rank < 1 for h in hits):
-        raise ValueError("retrieved ranks must be distinct, positive and ascending")
+    ranks = [h.rank for h in hits]
+    if ranks != sorted(set(ranks)) or any(not 1 <= rank <= MAX_RANK for rank in ranks):
+        raise ValueError(f"retrieved ranks must be distinct, ascending and from 1 to {MAX_RANK}")
+    by_rank = {h.rank: Hit(h.chunk, h.score) for h in hits}
+    gap = Hit(Chunk("", "", "", 0, 0), 0.0)
+    retrieved = tuple(by_rank.get(rank, gap) for rank in range(1, max(ranks, default=0) + 1))
     return Answer(question=question, text=str(data["text"]), citations=tuple(str(c) for c in data["citations"]),
-                  abstained=bool(data["abstained"]), retrieved=tuple(Hit(h.chunk, h.score) for h in hits),
+                  abstained=bool(data["abstained"]), retrieved=retrieved,
                   context=tuple(str(c) for c in data["context"]),
                   latency_ms={str(k): float(v) for k, v in dict(data["latency_ms"]).items()},
                   usage=usage_from_json(data.get("usage")))

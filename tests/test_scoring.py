@@ -285,3 +285,16 @@ def test_grounded_values_reads_the_cited_span_in_the_corpus():
 def test_an_abstention_has_no_grounded_values():
     scored = score_sample(UNANSWERABLE, answer([HIT_A], ["a.md#1"], "Maybe 5 GB.", abstained=True), None, PLAIN, 1.0)
     assert "grounded_values" not in scored.scores and scored.failure == "ok"
+
+
+def test_ranks_survive_the_workers_transport():
+    # The grader's worker sends only the top 20 and the referenced hits; the grader rebuilds the Answer.
+    retrieved = [MISS] * 22 + [HIT_A] + [MISS] * 7
+    sent = answer_to_json(answer(retrieved, ["a.md#1"], "Up to 5 GB.", ["a.md#1"]))
+    assert [hit["rank"] for hit in sent["retrieved"]] == [*range(1, 21), 23]
+    scored = score_sample(ANSWERABLE, answer_from_json("?", sent), None, PLAIN, 1.0)
+    assert [h.rank for h in scored.retrieved] == [*range(1, 21), 23] and scored.scores["citation_precision"] == 1.0
+    with pytest.raises(ValueError, match="ascending"):
+        answer_from_json("?", {**sent, "retrieved": sent["retrieved"][::-1]})
+    with pytest.raises(ValueError, match="from 1 to"):
+        answer_from_json("?", {**sent, "retrieved": [{**sent["retrieved"][0], "rank": 10**9}]})
