@@ -16,15 +16,14 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import ScriptedLLM
 from exercise.contracts import SCORED_DEPTH
 from grader import rubric, sandbox
 from grader.card import Scorecard
@@ -369,41 +368,7 @@ def test_dollars_are_shown_with_the_digits_a_fraction_of_a_cent_needs(value, tex
 
 
 SECRET = "sk-grader-test-0123456789-never-written"
-
-
-class ScriptedLLM:
-    """An OpenAI-compatible chat endpoint on 127.0.0.1: every reply cites source [1]; requests are recorded."""
-
-    REPLY = "Objects move to cold-vault after 90 days [1]."
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (the stdlib's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                state.requests.append({"body": body, "authorization": self.headers.get("Authorization", "")})
-                data = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": state.REPLY},
-                                                "finish_reason": "stop"}],
-                                   "usage": {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+REPLY = "Objects move to cold-vault after 90 days [1]."  # the scripted endpoint's every reply cites source [1]
 
 
 def starter_candidate(root: Path) -> Path:
@@ -414,7 +379,7 @@ def starter_candidate(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def llm_graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorecard, Path, ScriptedLLM]:
-    """The starter graded as a candidate with generator=llm on the scripted endpoint, through the CLI, once:
+    """The starter graded as a candidate with generator=llm on a ScriptedLLM replying REPLY, through the CLI, once:
     (scorecard, out folder, server). Their own runs/ holds a run on another model at another endpoint."""
     tmp = tmp_path_factory.mktemp("llm")
     candidate = starter_candidate(tmp / "candidate")
@@ -424,21 +389,18 @@ def llm_graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorecard, Pat
     (run / "spec.json").write_text(json.dumps({"golden": "golden_set/dev.jsonl", "config": theirs}))
     (run / "summary.json").write_text(json.dumps({"metrics": {}, "counts": {"questions": 6}, "complete": True,
                                                   "config": theirs}))
-    server = ScriptedLLM()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAGKATA_RETRIEVER", "bm25")
-        patch.setenv("GRADER_TEST_KEY", SECRET)
-        out = tmp / "out"
-        result = CliRunner().invoke(app, [
-            "grade", "--candidate", str(candidate), "--dev", str(GOLDEN), "--holdout", str(GOLDEN), "--corpus", str(CORPUS),
-            "--out", str(out), "--reference", "exercise", "--skip-tests", "--memory-mb", "0",
-            "--config", "generator=llm", "--config", "llm_price_in=1.0", "--config", "llm_price_out=2.0",
-            "--llm-base-url", server.url, "--llm-model", "interviewer-model", "--llm-api-key-env", "GRADER_TEST_KEY"])
-    try:
+    with ScriptedLLM(pieces=(REPLY,)) as server:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("RAGKATA_RETRIEVER", "bm25")
+            patch.setenv("GRADER_TEST_KEY", SECRET)
+            out = tmp / "out"
+            result = CliRunner().invoke(app, [
+                "grade", "--candidate", str(candidate), "--dev", str(GOLDEN), "--holdout", str(GOLDEN),
+                "--corpus", str(CORPUS), "--out", str(out), "--reference", "exercise", "--skip-tests", "--memory-mb", "0",
+                "--config", "generator=llm", "--config", "llm_price_in=1.0", "--config", "llm_price_out=2.0",
+                "--llm-base-url", server.url, "--llm-model", "interviewer-model", "--llm-api-key-env", "GRADER_TEST_KEY"])
         assert result.exit_code == 0, result.output
         yield Scorecard.from_json(json.loads((out / "scorecard.json").read_text())), out, server
-    finally:
-        server.close()
 
 
 def test_an_llm_candidate_calls_the_interviewers_endpoint_with_the_interviewers_key(llm_graded):
@@ -447,7 +409,7 @@ def test_an_llm_candidate_calls_the_interviewers_endpoint_with_the_interviewers_
     assert {r["authorization"] for r in server.requests} == {f"Bearer {SECRET}"}
     assert {r["body"]["model"] for r in server.requests} == {"interviewer-model"}
     samples = read_samples(out / "runs" / "candidate-dev" / "samples.jsonl")
-    assert all(s.error is None and s.answer == ScriptedLLM.REPLY and s.usage.calls == 1 for s in samples)
+    assert all(s.error is None and s.answer == REPLY and s.usage.calls == 1 for s in samples)
     assert card.sides["starter"].build.config["generator"] == "extractive"  # only the candidate was told generator=llm
 
 

