@@ -348,7 +348,9 @@ def test_the_answer_appears_as_it_streams_and_html_in_it_stays_text(streaming_pa
 
     markers.first.click()  # [1] opens the document it cites, whose HTML stays text too
     page.locator('[data-testid="doc-viewer"]').wait_for(state="visible")
-    assert "Widget calibration <script>" in page.inner_text('[data-testid="doc-title"]')
+    title = page.locator('[data-testid="doc-title"]')  # filled once the document has loaded: wait for it
+    page.wait_for_function("t => t.textContent.includes('Widget calibration')", arg=title.element_handle())
+    assert "Widget calibration <script>" in title.inner_text()
     doc = page.locator('[data-testid="doc-text"]')
     assert '<img src=x onerror="window.__pwned = \'document\'">' in doc.inner_text()
     assert doc.locator("img, script").count() == 0 and page.locator('[data-testid="hits"] img').count() == 0
