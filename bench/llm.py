@@ -1,14 +1,15 @@
 """Measure the local language model on this machine: llama.cpp's server with SmolLM2-135M behind
 `--config generator=llm`. Starts the server itself and prints a small table of medians.
 
-Usage: python bench/llm.py [--limit 50] [--probes 10]
+Usage: python bench/llm.py [--limit 50] [--probes 10] [--reference PACKAGE]
 Measured: the server's prompt and generation tokens per second (timed from the client, over --probes
 of the run's own prompts); seconds per question at k_context 5; the --limit run cold (an empty reply
 cache) and again cached; fact_recall, citation_precision and grounded_values (when the harness scores
-it) of the local model beside the extractive starter and the reference pipeline (grader.solutions) on
-the same questions. Everything is written to a temporary folder, except that the runs without a model
-share the repository's embedding cache. Left out on purpose: pass/fail thresholds (shared, noisy
-machines), bigger models, and more than one worker (llama.cpp's server answers one request at a time).
+it) of the local model beside the extractive starter, and beside the pipeline package --reference names
+(any --pipeline value), on the same questions. Everything is written to a temporary folder, except that
+the runs without a model share the repository's embedding cache. Left out on purpose: pass/fail
+thresholds (shared, noisy machines), bigger models, and more than one worker (llama.cpp's server
+answers one request at a time).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=50, help="questions per run (a stratified sample of dev)")
     parser.add_argument("--probes", type=int, default=10, help="prompts timed for the server's tokens per second")
     parser.add_argument("--golden", default="golden_set/dev.jsonl")
+    parser.add_argument("--reference", help="another pipeline package to score on the same questions")
     args = parser.parse_args()
     reason = unavailable()
     if reason:
@@ -126,12 +128,13 @@ def main() -> int:
             client = openai.OpenAI(base_url=server.base_url, api_key="not-needed", timeout=600, max_retries=0)
             prompts = [render_prompt(template, s.question, s.context_chunks) for s in cold.samples if s.context]
             rates = [probe(client, prompt) for prompt in prompts[: args.probes]]
-        print("the extractive starter and the reference pipeline on the same questions ...", flush=True)
-        starter = evaluate("exercise, extractive (starter)", runs, log, *common)
-        reference = evaluate("grader.solutions (reference)", runs, log, *common, "--pipeline", "grader.solutions")
+        print("the extractive pipelines on the same questions ...", flush=True)
+        extractive = [evaluate("exercise, extractive (starter)", runs, log, *common)]
+        if args.reference:
+            extractive.append(evaluate(f"{args.reference} (reference)", runs, log, *common, "--pipeline", args.reference))
     load_after = os.getloadavg()[0]
     ids = [s.id for s in cold.samples]
-    if not ids == [s.id for s in reference.samples] == [s.id for s in starter.samples]:
+    if any([s.id for s in run.samples] != ids for run in extractive):
         sys.exit("the runs answered different questions; --limit should give each the same sample")
 
     def p50_s(run: Run) -> float:
@@ -150,10 +153,10 @@ def main() -> int:
         print(f"{run.label:<32} {run.seconds:>8.1f} {p50_s(run):>15.2f} {s['llm_calls']:>10} {s['llm_cache_hits']:>11} "
               f"{tokens['prompt']['p50']:>15.0f} {tokens['completion']['p50']:>14.0f}")
     print()
-    shown = [m for m in METRICS if any(m in r.summary["metrics"] for r in (cold, starter, reference))]
+    shown = [m for m in METRICS if any(m in r.summary["metrics"] for r in (cold, *extractive))]
     skipped = [m for m in METRICS if m not in shown]
     print(f"{'pipeline':<32} " + " ".join(f"{m:>18}" for m in shown) + f" {'errors':>7}")
-    for run in (cold, starter, reference):
+    for run in (cold, *extractive):
         label = "exercise + llm (SmolLM2-135M)" if run is cold else run.label
         print(f"{label:<32} " + " ".join(f"{fmt(run.summary['metrics'].get(m)):>18}" for m in shown)
               + f" {run.summary['counts']['errors']:>7}")
