@@ -1,9 +1,5 @@
-"""The HTTP API's records: what each endpoint takes and returns, each with an example for /docs.
-A streamed /api/ask sends AskEvent lines (NDJSON): the context, text deltas, then the whole AskResponse.
-
-Left out on purpose: behaviour. harness/service.py builds these from pipeline output; nothing here
-touches the pipeline, the corpus or the disk.
-"""
+"""The HTTP API's records: what each endpoint takes and returns, each with an example for /docs; a streamed /api/ask
+sends AskEvent lines. Left out on purpose: behaviour (service.py, streaming.py and run_views.py build these records)."""
 
 from __future__ import annotations
 
