@@ -176,11 +176,17 @@ def test_search_only_sends_the_question_and_shows_its_hits_without_an_answer(pag
     assert page.locator('[data-testid="citation"]').count() == 0
 
 
+def wait_for_document(page) -> None:
+    """The viewer opens at once and fills in when the document arrives; wait for its highlighted chunk."""
+    page.locator('[data-testid="doc-viewer"]').wait_for(state="visible")
+    page.locator('[data-testid="doc-text"] mark.chunk').first.wait_for(state="visible")
+
+
 def test_a_citation_opens_the_document_with_the_chunk_highlighted(page):
     ask_golden(page, "fx-01")
     page.locator('[data-testid="citation"]').first.click()
     viewer = page.locator('[data-testid="doc-viewer"]')
-    viewer.wait_for(state="visible")
+    wait_for_document(page)
     assert page.inner_text('[data-testid="doc-title"]') == "Lifecycle rules"
     highlight = page.locator('[data-testid="doc-text"] mark.chunk')
     highlight.first.wait_for(state="visible")
@@ -197,7 +203,7 @@ def test_a_hit_opens_its_document_and_superseded_and_injection_docs_are_flagged(
     tip = page.locator('[data-testid="hit"][data-chunk-id="community/tip.md#0"]')
     assert tip.locator('[data-testid="injection-badge"]').count() == 1
     old.click()
-    page.locator('[data-testid="doc-viewer"]').wait_for(state="visible")
+    wait_for_document(page)
     assert "superseded" in page.inner_text('[data-testid="doc-meta"]')
     assert "14 days" in page.inner_text('[data-testid="doc-text"] mark.chunk')
 
@@ -237,18 +243,18 @@ def test_runs_view_charts_filters_and_compares(page, server):
 # --- a streamed answer, and HTML that must stay text -----------------------------------------------
 
 EVIL_DOC = """---
-title: Widget calibration <script>window.__pwned = "title"</script>
+title: Widget alignment <script>window.__pwned = "title"</script>
 type: guide
 product: platform
 updated: 2026-01-01
 status: current
 ---
-# Widget calibration
+# Widget alignment
 
-Sprocket widgets calibrate at 42 rpm. <img src=x onerror="window.__pwned = 'document'"> Recalibrate
+Sprocket widgets align at 42 rpm. <img src=x onerror="window.__pwned = 'document'"> Realign
 <script>window.__pwned = "document script"</script> every quarter.
 """
-PIECES = ("Sprocket widgets calibrate at **42 rpm** [1]. ",
+PIECES = ("Sprocket widgets align at **42 rpm** [1]. ",
           "The model wrote <img src=x onerror=\"window.__pwned = 'answer'\"> and <script>window.__pwned = 'script'</script>. ",
           "\n\n- checked `<b>twice</b>`\n- done [9]")
 
@@ -322,7 +328,7 @@ def assert_never_ran(page) -> None:
 def test_the_answer_appears_as_it_streams_and_html_in_it_stays_text(streaming_page):
     page = streaming_page
     GatedGenerator.gate.clear()
-    page.fill('[data-testid="question"]', "How fast do sprocket widgets calibrate?")
+    page.fill('[data-testid="question"]', "How fast do sprocket widgets align?")
     page.click('[data-testid="ask-button"]')
     answer = page.locator('[data-testid="answer"]')
     page.wait_for_function("document.querySelector('[data-testid=answer]').innerText.includes('42 rpm')")
@@ -347,10 +353,8 @@ def test_the_answer_appears_as_it_streams_and_html_in_it_stays_text(streaming_pa
     screenshot(page, "playground-streamed")
 
     markers.first.click()  # [1] opens the document it cites, whose HTML stays text too
-    page.locator('[data-testid="doc-viewer"]').wait_for(state="visible")
-    title = page.locator('[data-testid="doc-title"]')  # filled once the document has loaded: wait for it
-    page.wait_for_function("t => t.textContent.includes('Widget calibration')", arg=title.element_handle())
-    assert "Widget calibration <script>" in title.inner_text()
+    wait_for_document(page)
+    assert "Widget alignment <script>" in page.inner_text('[data-testid="doc-title"]')
     doc = page.locator('[data-testid="doc-text"]')
     assert '<img src=x onerror="window.__pwned = \'document\'">' in doc.inner_text()
     assert doc.locator("img, script").count() == 0 and page.locator('[data-testid="hits"] img').count() == 0
