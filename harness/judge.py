@@ -41,6 +41,7 @@ from ragas.metrics.collections import AnswerCorrectness, Faithfulness  # noqa: E
 
 from exercise.config import Config  # noqa: E402
 from harness.golden import GoldenQuestion  # noqa: E402
+from harness.metrics import means_counting_nan  # noqa: E402
 from harness.records import Sample  # noqa: E402
 
 JUDGE_FILE = "judge.jsonl"
@@ -99,13 +100,7 @@ def aggregate(lines: Sequence[JudgeLine]) -> dict[str, float]:
     for line in lines:
         for name, value in line.scores.items():
             per_metric.setdefault(name, []).append(value)
-    result: dict[str, float] = {}
-    for name, values in per_metric.items():
-        finite = [v for v in values if not math.isnan(v)]
-        if finite:
-            result[name] = math.fsum(finite) / len(finite)
-        result[f"{name}.nan_count"] = float(len(values) - len(finite))
-    return result
+    return means_counting_nan(per_metric)
 
 
 def describe(aggregated: Mapping[str, float]) -> str:

@@ -13,7 +13,7 @@ import math
 import re
 import string
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from exercise.contracts import Chunk
 from harness.golden import Evidence
@@ -298,6 +298,22 @@ def mean(values: Iterable[float]) -> float:
     if any(math.isnan(v) for v in values):
         raise ValueError(f"NaN among the values to average: {values}")
     return math.fsum(values) / len(values)
+
+
+def means_counting_nan(values_by_name: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """For each name, the mean of its finite values under the name and how many were NaN under
+    "<name>.nan_count"; a name whose every value is NaN has only its count. Nothing is averaged silently.
+
+    >>> means_counting_nan({"m": [1.0, float("nan"), 0.5]})
+    {'m': 0.75, 'm.nan_count': 1.0}
+    """
+    result: dict[str, float] = {}
+    for name, values in values_by_name.items():
+        finite = [v for v in values if not math.isnan(v)]
+        if finite:
+            result[name] = math.fsum(finite) / len(finite)
+        result[f"{name}.nan_count"] = float(len(values) - len(finite))
+    return result
 
 
 def abstention_precision(pairs: Iterable[tuple[bool, bool]]) -> float:

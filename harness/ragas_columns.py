@@ -37,7 +37,7 @@ with warnings.catch_warnings():
     from ragas.metrics import IDBasedContextPrecision, IDBasedContextRecall  # noqa: E402
 
 from harness.golden import GoldenQuestion  # noqa: E402
-from harness.metrics import top_k_docs  # noqa: E402
+from harness.metrics import means_counting_nan, top_k_docs  # noqa: E402
 from harness.records import Sample  # noqa: E402
 
 _TEXT_METRICS = {  # column -> collections metric scored on (reference = golden answer, response = answer)
@@ -89,10 +89,4 @@ def ragas_columns(
             continue
         for column, value in ragas_scores(sample, golden, k).items():
             per_column.setdefault(column, []).append(value)
-    result: dict[str, float] = {}
-    for column, values in per_column.items():
-        finite = [v for v in values if not math.isnan(v)]
-        if finite:
-            result[column] = math.fsum(finite) / len(finite)
-        result[f"{column}.nan_count"] = float(len(values) - len(finite))
-    return result
+    return means_counting_nan(per_column)

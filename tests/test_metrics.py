@@ -416,3 +416,9 @@ def test_metric_names_are_unique_and_spelled_as_documented():
     assert m.GROUNDED_VALUES == "grounded_values"
     assert m.GROUNDED_VALUES in m.METRIC_NAMES and m.GROUNDED_VALUES in m.HEADLINE_METRICS
     assert m.GROUNDED_VALUES in m.KEY_METRICS
+
+
+def test_means_counting_nan_averages_the_finite_values_and_counts_the_rest():
+    nan = float("nan")
+    assert m.means_counting_nan({"a": [1.0, nan, 0.5], "b": [nan, nan], "c": []}) == {
+        "a": 0.75, "a.nan_count": 1.0, "b.nan_count": 2.0, "c.nan_count": 0.0}
