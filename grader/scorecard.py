@@ -184,9 +184,8 @@ def failures(samples: Samples, questions: Mapping[tuple[str, str], GoldenQuestio
 
 
 def context_chars(samples: Sequence[Sample]) -> float | None:
-    """Mean characters handed to the generator per answered question (context ids resolved through
-    the recorded hits; an id that was never retrieved counts for nothing)."""
-    sizes = [sum(len(chunk.text) for chunk in s.context_chunks) for s in samples if s.error is None]
+    """Mean characters handed to the generator per answered question (Sample.context_chars)."""
+    sizes = [s.context_chars for s in samples if s.error is None]
     return round(sum(sizes) / len(sizes), 1) if sizes else None
 
 
