@@ -121,18 +121,25 @@ def browser(server):
         launched.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    base, _ = server
+@contextlib.contextmanager
+def opened_page(browser, url: str):
+    """A 1440x900 page at `url`; on leaving, it fails the test if the page raised a JavaScript error."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    opened.goto(base + "/")
+    opened.goto(url)
     yield opened
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(browser, server):
+    base, _ = server
+    with opened_page(browser, base + "/") as opened:
+        yield opened
 
 
 def ask_golden(page, golden_id: str) -> None:
@@ -304,16 +311,9 @@ def streaming_server(tmp_path_factory):
 
 @pytest.fixture
 def streaming_page(browser, streaming_server):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    opened.goto(streaming_server + "/")
-    yield opened
-    GatedGenerator.gate.set()
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    with opened_page(browser, streaming_server + "/") as opened:
+        yield opened
+        GatedGenerator.gate.set()
 
 
 def screenshot(page, name: str) -> None:
