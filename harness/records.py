@@ -2,6 +2,9 @@
 
 Each record is frozen and has one to_json() and one from_json(); every other module reads fields,
 never string keys. The JSON field names below are a contract that other tools read: keep them.
+answer_to_json and answer_from_json carry a pipeline's Answer from the grader's worker to the grader
+without coercing anything, so a malformed answer arrives malformed and answer_from_json raises
+MalformedAnswer naming every problem (harness/checks.py words them).
 Left out on purpose: computing scores (scoring.py) and reading or writing files (runner.py).
 """
 
@@ -9,9 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from exercise.contracts import SCORED_DEPTH, Answer, Chunk, Hit, Usage
+from harness.checks import ANSWER_FIELDS, CHUNK_FIELDS, Opaque, answer_problems
+
+USAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Usage))
 
 JSON = dict[str, Any]
 
@@ -45,8 +54,13 @@ def recorded_hits(retrieved: Sequence[Hit], referenced: Sequence[str]) -> tuple[
     [20, 23]
     """
     wanted = set(referenced)
-    return tuple(RankedHit(rank, hit.chunk, float(hit.score)) for rank, hit in enumerate(retrieved, start=1)
+    return tuple(RankedHit(rank, _chunk(hit.chunk), float(hit.score)) for rank, hit in enumerate(retrieved, start=1)
                  if rank <= SCORED_DEPTH or hit.chunk.chunk_id in wanted)
+
+
+def _chunk(chunk: Any) -> Chunk:
+    """The harness's own Chunk with the same fields (a candidate's pipeline may have its own Chunk class)."""
+    return Chunk(str(chunk.chunk_id), str(chunk.doc_id), str(chunk.text), int(chunk.start), int(chunk.end))
 
 
 def usage_to_json(usage: Any) -> JSON:
@@ -112,8 +126,9 @@ class Sample:
         latency.setdefault("total", wall_ms)
         context, citations = tuple(answer.context), tuple(answer.citations)
         hits = recorded_hits(answer.retrieved, context + citations)
+        usage = usage_from_json(usage_to_json(getattr(answer, "usage", None)))
         return cls(id, question, tuple(tags), answerable, hits, context, answer.text, citations,
-                   bool(answer.abstained), latency, error, usage=usage_from_json(usage_to_json(answer.usage)),
+                   bool(answer.abstained), latency, error, usage=usage,
                    context_chars=sum(len(chunk.text) for chunk in resolve(context, hits)))
 
     def to_json(self) -> JSON:
@@ -134,37 +149,140 @@ class Sample:
                    usage=usage_from_json(data.get("usage")), context_chars=int(data.get("context_chars", 0)))
 
 
+class MalformedAnswer(ValueError):
+    """An answer the worker sent that breaks the contract; str() is "<field>: <problem>; <field>: <problem>"."""
+
+    def __init__(self, problems: Sequence[str]):
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+
+
+def plain(value: Any) -> Any:
+    """A JSON image of a value that keeps its kind, so the receiver can tell what was wrong with it: numpy
+    scalars become Python ones, tuples lists, NaN and infinities stay (json writes NaN and Infinity), and a
+    value JSON cannot hold becomes {"$type": its type's name}.
+
+    >>> plain(("a", 1, float("inf"))), plain("a.md#1"), plain({1, 2})
+    (['a', 1, inf], 'a.md#1', {'$type': 'set'})
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, str, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    return {OPAQUE_KEY: type(value).__name__}
+
+
+OPAQUE_KEY = "$type"
+
+
+def _unplain(value: Any) -> Any:
+    """plain's image read back: {"$type": name} becomes checks.Opaque(name), lists stay lists."""
+    if isinstance(value, Mapping):
+        if set(value) == {OPAQUE_KEY} and isinstance(value[OPAQUE_KEY], str):
+            return Opaque(value[OPAQUE_KEY])
+        return {key: _unplain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unplain(item) for item in value]
+    return value
+
+
+def _hit_to_json(rank: int, hit: Any) -> JSON:
+    """One hit, flat as RankedHit.to_json: only the fields the hit has, each as plain() gives it."""
+    chunk = getattr(hit, "chunk", None)
+    fields = {name: getattr(chunk, name) for name in CHUNK_FIELDS if hasattr(chunk, name)}
+    if hasattr(hit, "score"):
+        fields["score"] = hit.score
+    return {"rank": rank, **{name: plain(value) for name, value in fields.items()}}
+
+
 def answer_to_json(answer: Any) -> JSON:
-    """The parts of an Answer a run records, as plain JSON (duck-typed: any object with Answer's fields)."""
-    context, citations = [str(c) for c in answer.context], [str(c) for c in answer.citations]
-    hits = [Hit(Chunk(str(h.chunk.chunk_id), str(h.chunk.doc_id), str(h.chunk.text), int(h.chunk.start),
-                      int(h.chunk.end)), float(h.score)) for h in answer.retrieved]
-    return {"text": str(answer.text), "citations": citations, "abstained": bool(answer.abstained),
-            "retrieved": [hit.to_json() for hit in recorded_hits(hits, context + citations)], "context": context,
-            "latency_ms": {str(k): float(v) for k, v in dict(answer.latency_ms).items()},
-            "usage": usage_to_json(getattr(answer, "usage", None))}
+    """The parts of an Answer a run records, as plain JSON (duck-typed: any object with Answer's fields).
+
+    Nothing is coerced: a field keeps its kind (a str citations stays a str) and a field the object lacks
+    is left out, so answer_from_json sees every problem the object has. Hits as recorded_hits picks them,
+    each with its rank.
+    """
+    if not any(hasattr(answer, name) for name in ANSWER_FIELDS):  # e.g. a dict: say what it was
+        return {OPAQUE_KEY: type(answer).__name__}
+    retrieved = getattr(answer, "retrieved", None)
+    hits = isinstance(retrieved, (list, tuple))
+    data = {name: plain(getattr(answer, name)) for name in ANSWER_FIELDS
+            if hasattr(answer, name) and not (hits and name == "retrieved")}
+    usage = getattr(answer, "usage", None)
+    if usage is not None:
+        data["usage"] = {name: plain(getattr(usage, name)) for name in USAGE_FIELDS if hasattr(usage, name)}
+    if hits:
+        referenced = {cid for name in ("context", "citations") if isinstance(data.get(name), list)
+                      for cid in data[name] if isinstance(cid, str)}
+        data["retrieved"] = [_hit_to_json(rank, hit) for rank, hit in enumerate(retrieved, start=1)
+                             if rank <= SCORED_DEPTH or _chunk_id(hit) in referenced]
+    return data
+
+
+def _chunk_id(hit: Any) -> str | None:
+    chunk_id = getattr(getattr(hit, "chunk", None), "chunk_id", None)
+    return chunk_id if isinstance(chunk_id, str) else None
 
 
 MAX_RANK = 10_000  # the deepest rank a transported hit may claim
+GAP = Hit(Chunk("", "", "", 0, 0), 0.0)  # stands at each rank answer_to_json left out
 
 
-def answer_from_json(question: str, data: Mapping[str, Any]) -> Answer:
-    """Rebuild an Answer from answer_to_json's output. Each hit goes back to the position of its rank:
-    the ranks answer_to_json left out are filled with empty hits (no document, no text), which cover
-    nothing and are not recorded again, so a chunk cited at rank 23 is recorded at rank 23.
-    KeyError, TypeError or ValueError if malformed."""
-    hits = [RankedHit.from_json(hit) for hit in data["retrieved"]]
-    ranks = [h.rank for h in hits]
-    if ranks != sorted(set(ranks)) or any(not 1 <= rank <= MAX_RANK for rank in ranks):
-        raise ValueError(f"retrieved ranks must be distinct, ascending and from 1 to {MAX_RANK}")
-    by_rank = {h.rank: Hit(h.chunk, h.score) for h in hits}
-    gap = Hit(Chunk("", "", "", 0, 0), 0.0)
-    retrieved = tuple(by_rank.get(rank, gap) for rank in range(1, max(ranks, default=0) + 1))
-    return Answer(question=question, text=str(data["text"]), citations=tuple(str(c) for c in data["citations"]),
-                  abstained=bool(data["abstained"]), retrieved=retrieved,
-                  context=tuple(str(c) for c in data["context"]),
-                  latency_ms={str(k): float(v) for k, v in dict(data["latency_ms"]).items()},
-                  usage=usage_from_json(data.get("usage")))
+def _view_hit(data: Any) -> Any:
+    """A transported hit as an object with .chunk and .score, lacking exactly the fields the JSON lacks."""
+    if not isinstance(data, Mapping):
+        return _unplain(data)
+    chunk = {name: _unplain(data[name]) for name in CHUNK_FIELDS if name in data}
+    fields = {"chunk": SimpleNamespace(**chunk)} if chunk else {}  # no chunk field at all: the hit had no chunk
+    return SimpleNamespace(**fields, **({"score": _unplain(data["score"])} if "score" in data else {}))
+
+
+def _placed(retrieved: Any) -> tuple[Any, list[str]]:
+    """The transported hits at the positions of their ranks, gaps filled with GAP, and the problem with the ranks
+    if any (the hits then stay in the order sent, so their other problems are still found)."""
+    if not isinstance(retrieved, list):
+        return _unplain(retrieved), []
+    ranks = [hit.get("rank") if isinstance(hit, Mapping) else None for hit in retrieved]
+    if not all(isinstance(rank, int) and not isinstance(rank, bool) for rank in ranks) \
+            or ranks != sorted(set(ranks)) or any(not 1 <= rank <= MAX_RANK for rank in ranks):
+        return [_view_hit(hit) for hit in retrieved], \
+            [f"retrieved: each hit needs a rank; ranks must be distinct, ascending and from 1 to {MAX_RANK}"]
+    by_rank = dict(zip(ranks, retrieved))
+    return [_view_hit(by_rank[rank]) if rank in by_rank else GAP for rank in range(1, max(ranks, default=0) + 1)], []
+
+
+def answer_from_json(question: str, data: Any) -> Answer:
+    """Rebuild an Answer from answer_to_json's output, coercing nothing. Each hit goes back to the position of
+    its rank: the ranks answer_to_json left out are filled with empty hits (GAP: no document, no text), which
+    cover nothing and are not recorded again, so a chunk cited at rank 23 is recorded at rank 23.
+
+    MalformedAnswer (a ValueError) when the JSON breaks the contract: its message lists every problem as
+    "<field>: <problem>", joined by "; ", exactly as harness/checks.py words them for an in-process answer
+    (less the check of a chunk's end against its document, which scoring makes with the corpus).
+    """
+    if not isinstance(data, Mapping):
+        raise MalformedAnswer([f"answer: a {type(data).__name__} is not a JSON object with Answer's fields"])
+    if isinstance(_unplain(data), Opaque):  # answer_to_json was handed no Answer at all
+        raise MalformedAnswer(answer_problems(_unplain(data), None))
+    retrieved, problems = _placed(data.get("retrieved"))
+    fields = {name: _unplain(data[name]) for name in ANSWER_FIELDS if name in data}
+    if "retrieved" in data:
+        fields["retrieved"] = retrieved
+    usage = _unplain(data["usage"]) if "usage" in data else None
+    view = SimpleNamespace(**fields, usage=SimpleNamespace(**usage) if isinstance(usage, dict) else usage)
+    problems += answer_problems(view, None)
+    if problems:
+        raise MalformedAnswer(problems)
+    hits = tuple(hit if hit is GAP else Hit(Chunk(*(hit.chunk.__dict__[name] for name in CHUNK_FIELDS)),
+                                            float(hit.score)) for hit in retrieved)
+    return Answer(question=question, text=data["text"], citations=tuple(data["citations"]),
+                  abstained=data["abstained"], retrieved=hits, context=tuple(data["context"]),
+                  latency_ms={key: float(value) for key, value in data["latency_ms"].items()},
+                  usage=usage_from_json(usage))
 
 
 @dataclass(frozen=True)

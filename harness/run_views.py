@@ -14,7 +14,7 @@ from harness.compare import flips, metric_deltas
 from harness.golden import GoldenQuestion
 from harness.metrics import covers
 from harness.runner import read_samples, runs_dir
-from harness.scoring import summarize
+from harness.scoring import SourceCorpus, summarize
 
 
 def run_folders() -> dict[str, Path]:
@@ -67,15 +67,16 @@ def run_summaries() -> list[RunSummary]:
     return [run_summary(folder, latest) for folder in run_folders().values()]
 
 
-def run_out(run_id: str, golden: dict[str, GoldenQuestion]) -> RunOut:
-    """One run: its summary and every sample line, each hit given the indexes of the evidence it covers and each line
-    its dev question as `expected` (None for a question not in golden)."""
+def run_out(run_id: str, golden: dict[str, GoldenQuestion], corpus: SourceCorpus) -> RunOut:
+    """One run: its summary and every sample line, each hit given the indexes of the evidence it covers (by its span
+    in `corpus`, as scoring decides) and each line its dev question as `expected` (None for a question not in golden)."""
     folder = find_run(run_id)
     lines = []
     for sample in read_samples(folder / "samples.jsonl"):
         question, line = golden.get(sample.id), sample.to_json()
         for hit, shown in zip(sample.retrieved, line["retrieved"]):
-            shown["evidence"] = [i for i, e in enumerate(question.evidence) if covers(hit.chunk, e)] if question else []
+            chunk = corpus.sourced(hit.chunk)
+            shown["evidence"] = [i for i, e in enumerate(question.evidence) if covers(chunk, e)] if question else []
         line["expected"] = GoldenOut.of(question).model_dump() if question else None
         lines.append(line)
     return RunOut(summary=run_summary(folder, latest_name()), samples=lines)

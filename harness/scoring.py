@@ -1,9 +1,13 @@
 """Scoring: join one golden question with one pipeline output, and summarize a run's samples.
 
-score_sample records what the pipeline returned as a Sample (harness/records.py), decides which
-metrics apply and computes them with harness/metrics.py, and names the first stage that went wrong.
-What a chunk says is read from the corpus (SourceCorpus), not from the text the pipeline reports,
-wherever a metric asks what a cited source holds (grounded_values).
+score_sample first checks what the pipeline returned against the contract (harness/checks.py): an
+answer with problems is recorded as the error "malformed: <field>: <problem>; ..." and scored as an
+empty answer. It records the answer as a Sample (harness/records.py), decides which metrics apply and
+computes them with harness/metrics.py, and names the first stage that went wrong.
+What a chunk says is always read from the corpus (SourceCorpus: document.text[start:end]), never from
+the text the pipeline reports: whether a chunk covers an evidence quote (retrieval and citation
+metrics, failure labels) and what a cited source holds (grounded_values). The reported text stays in
+the Sample, for reports.
 Everything is computed from the recorded Sample alone, so re-scoring a samples.jsonl line gives the
 same numbers. summarize aggregates samples into a Summary.
 Left out on purpose: running the pipeline, reading or writing run files, and printing reports.
@@ -18,11 +22,12 @@ from typing import Mapping, Sequence
 
 from exercise.contracts import Answer, Chunk
 from harness import metrics as m
+from harness.checks import answer_problems, malformed_error
 from harness.golden import GoldenQuestion
 from harness.records import Sample, Summary
 
 FAILURE_LABELS = (
-    "error",  # the pipeline raised
+    "error",  # the pipeline raised, timed out, or returned an answer that breaks the contract (malformed)
     "abstained_wrongly",  # answerable, but the pipeline abstained
     "answered_unanswerable",  # unanswerable, but the pipeline answered
     "retrieval_miss",  # no recorded chunk (the top 20, the context, the cited) covers any evidence item
@@ -50,18 +55,30 @@ class SourceCorpus:
             return ""
         return text[chunk.start:chunk.end]
 
+    def sourced(self, chunk: Chunk) -> Chunk:
+        """The chunk with its text replaced by source(chunk): what metrics.covers reads when scoring."""
+        return Chunk(chunk.chunk_id, chunk.doc_id, self.source(chunk), chunk.start, chunk.end)
 
-def _covers_any(chunks: Sequence[Chunk], golden: GoldenQuestion) -> bool:
-    return any(m.covers(chunk, item) for chunk in chunks for item in golden.evidence)
+    def all_sourced(self, chunks: Sequence[Chunk]) -> tuple[Chunk, ...]:
+        return tuple(self.sourced(chunk) for chunk in chunks)
 
 
-def score_sample(golden: GoldenQuestion, answer: Answer | None, error: str | None,
+def _covers_any(chunks: Sequence[Chunk], golden: GoldenQuestion, corpus: SourceCorpus) -> bool:
+    return any(m.covers(chunk, item) for chunk in corpus.all_sourced(chunks) for item in golden.evidence)
+
+
+def score_sample(golden: GoldenQuestion, answer: Answer | object | None, error: str | None,
                  corpus: SourceCorpus, wall_ms: float) -> Sample:
     """One samples.jsonl record: what the pipeline returned, every applicable score, and the failure label.
 
     A question that raised or timed out (answer None) is scored as an empty answer: a scored failure,
-    not a gap in the means.
+    not a gap in the means. So is an answer that breaks the contract (checks.answer_problems), with the
+    error "malformed: <field>: <problem>; <field>: <problem>" naming every problem.
     """
+    if answer is not None:
+        problems = answer_problems(answer, corpus.texts)
+        if problems:
+            answer, error = None, malformed_error(problems)
     sample = Sample.from_answer(golden.id, golden.tags, golden.answerable, golden.question, answer, error, wall_ms)
     return dataclasses.replace(sample, scores=score_question(golden, sample, corpus),
                                failure=attribute_failure(golden, sample, corpus))
@@ -75,21 +92,22 @@ def score_question(golden: GoldenQuestion, sample: Sample, corpus: SourceCorpus)
     grounded_values against the corpus text of the cited chunks. Always: abstention_accuracy. A
     context chunk from a document with a canary: injection_resistance, checked against every canary.
     Citation and context ids resolve through every recorded hit, so a cited chunk ranked below the
-    top SCORED_DEPTH still counts; an id that was never retrieved covers nothing.
+    top SCORED_DEPTH still counts; an id that was never retrieved covers nothing. Whether a chunk covers
+    evidence is decided on its corpus span (SourceCorpus.sourced), not on the text the pipeline reported.
     """
     scores: dict[str, float] = {}
     if golden.answerable:
         if not golden.evidence or not golden.facts:
             raise ValueError(f"golden question {golden.id!r} (line {golden.line}) is answerable but has no "
                              "evidence or no facts; add them, or mark it answerable: false")
-        top = sample.top
+        top = corpus.all_sourced(sample.top)
         for k in m.RETRIEVAL_KS:
             scores[m.EVIDENCE_RECALL_AT[k]] = m.evidence_recall_at_k(top, golden.evidence, k)
         for k in m.RETRIEVAL_KS:
             scores[m.DOC_RECALL_AT[k]] = m.doc_recall_at_k(top, golden.evidence, k)
         scores[m.MRR_AT_10] = m.mrr_at_k(top, golden.evidence, 10)
         scores[m.NDCG_AT_10] = m.ndcg_at_k(top, golden.evidence, 10)
-        cited = sample.cited_chunks
+        cited = corpus.all_sourced(sample.cited_chunks)
         scores[m.CITATION_PRECISION] = m.citation_precision(cited, golden.evidence)
         scores[m.CITATION_RECALL] = m.citation_recall(cited, golden.evidence)
         scores[m.FACT_RECALL] = m.fact_recall(sample.answer, golden.facts)
@@ -118,13 +136,13 @@ def attribute_failure(golden: GoldenQuestion, sample: Sample, corpus: SourceCorp
         return "abstained_wrongly"
     if not golden.answerable:
         return "ok" if sample.abstained else "answered_unanswerable"
-    if not _covers_any([hit.chunk for hit in sample.retrieved], golden):
+    if not _covers_any([hit.chunk for hit in sample.retrieved], golden, corpus):
         return "retrieval_miss"
-    if not _covers_any(sample.context_chunks, golden):
+    if not _covers_any(sample.context_chunks, golden, corpus):
         return "context_miss"
     if m.fact_recall(sample.answer, golden.facts) < 1.0:
         return "generation_miss"
-    if not _covers_any(sample.cited_chunks, golden):
+    if not _covers_any(sample.cited_chunks, golden, corpus):
         return "citation_miss"
     if m.ungrounded_values(sample.answer, _cited_sources(sample, corpus)):
         return "ungrounded"

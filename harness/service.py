@@ -9,6 +9,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -43,6 +44,7 @@ from harness.golden import GoldenQuestion, read_golden
 from harness.metrics import covers
 from harness.records import usage_to_json
 from harness.runner import load_pipeline, peak_rss_mb
+from harness.scoring import SourceCorpus
 from harness.streaming import StreamTap, stream_events, tap_generator
 
 log = logging.getLogger("ragkata.service")
@@ -96,6 +98,11 @@ class Loaded:
     golden: dict[str, GoldenQuestion]  # the dev questions by id
     started: float  # time.time() when loaded
 
+    @cached_property
+    def sources(self) -> SourceCorpus:
+        """The documents as scoring reads them: a hit covers evidence by its span in the corpus, as in a run."""
+        return SourceCorpus({doc_id: doc.text for doc_id, doc in self.documents.items()}, self.canaries)
+
     def known_golden(self, golden_id: str) -> GoldenQuestion:
         if golden_id not in self.golden:
             raise HTTPException(404, f"unknown golden id {golden_id!r}; GET /api/golden lists the dev questions")
@@ -120,7 +127,8 @@ class Loaded:
             rank=rank, chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, text=chunk.text, start=chunk.start, end=chunk.end,
             score=hit.score if math.isfinite(hit.score) else None, in_context=chunk.chunk_id in context,
             cited=chunk.chunk_id in cited, **self.doc_fields(chunk.doc_id),
-            evidence=[i for i, item in enumerate(question.evidence) if covers(chunk, item)] if question else [])
+            evidence=[i for i, item in enumerate(question.evidence) if covers(self.sources.sourced(chunk), item)]
+            if question else [])
 
     def sources_of(self, chunks: Sequence[Chunk]) -> list[SourceOut]:
         return [SourceOut(n=n, chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, text=chunk.text, start=chunk.start,
@@ -253,7 +261,7 @@ def add_run_routes(app: FastAPI, loaded: Loaded) -> None:
     @app.get("/api/runs/{run_id}", response_model=RunOut, responses=ERRORS, tags=["runs"])
     def run_detail(run_id: str) -> RunOut:
         """One run: its summary and every sample line, hits marked where they cover the dev question's evidence."""
-        return run_views.run_out(run_id, loaded.golden)
+        return run_views.run_out(run_id, loaded.golden, loaded.sources)
 
     @app.get("/api/compare", response_model=CompareOut, responses=ERRORS, tags=["runs"])
     def compare(a: str, b: str) -> CompareOut:

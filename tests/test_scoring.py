@@ -298,3 +298,25 @@ def test_ranks_survive_the_workers_transport():
         answer_from_json("?", {**sent, "retrieved": sent["retrieved"][::-1]})
     with pytest.raises(ValueError, match="from 1 to"):
         answer_from_json("?", {**sent, "retrieved": [{**sent["retrieved"][0], "rank": 10**9}]})
+
+
+# --- coverage is decided on the corpus span, not on the text a pipeline reports -------------------------
+
+
+def test_a_chunk_covers_evidence_by_its_span_in_the_corpus_not_by_its_reported_text():
+    # Claims the quote, but its offsets point at "Upload" in a.md: it covers nothing, wherever it is used.
+    forged = Chunk("a.md#9", "a.md", "objects up to 5 GB", 0, len("Upload"))
+    scored = score_sample(ANSWERABLE, answer([forged], ["a.md#9"], "Up to 5 GB.", ["a.md#9"]), None, PLAIN, 1.0)
+    assert scored.error is None and scored.retrieved[0].chunk.text == "objects up to 5 GB"  # recorded, not trusted
+    assert scored.scores["evidence_recall@1"] == 0.0 and scored.scores["mrr@10"] == 0.0
+    assert scored.scores["citation_precision"] == 0.0 and scored.scores["citation_recall"] == 0.0
+    assert scored.failure == "retrieval_miss"
+
+
+@pytest.mark.parametrize("reported", ["Limits > Uploads\nUpload objects up to 5 GB in one request.", "Limits > Uploads"])
+def test_a_chunk_whose_text_adds_a_heading_covers_by_its_offsets(reported):
+    # The heading prefix (and even a text that leaves the quote out) does not matter: offsets point at a.md's span.
+    prefixed = Chunk("a.md#1", "a.md", reported, 0, len(HIT_A.text))
+    scored = score_sample(ANSWERABLE, answer([prefixed], ["a.md#1"], "Up to 5 GB.", ["a.md#1"]), None, PLAIN, 1.0)
+    assert scored.scores["evidence_recall@1"] == 1.0 and scored.scores["citation_precision"] == 1.0
+    assert scored.failure == "ok"
