@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from exercise.config import Config  # noqa: E402
+from exercise.embedding_cache import FILENAME as EMBEDDINGS_FILE  # noqa: E402
 from exercise.llm import PROMPT_PATH, render_prompt  # noqa: E402
 from harness.llm_server import free_port, start_server, unavailable  # noqa: E402
 from harness.records import Sample  # noqa: E402
@@ -61,12 +62,16 @@ def evaluate(label: str, runs: Path, log: Path, *args: str) -> Run:
 
 
 def cache_sharing_embeddings(folder: Path, config: Config) -> Path:
-    """A fresh cache folder (so the reply cache starts empty) that links the repository's embedding indexes."""
+    """A fresh cache folder (so the reply cache starts empty) that links the repository's embedding cache.
+
+    SQLite follows the link, so its -wal and -shm files stay beside the shared database.
+    """
     folder.mkdir(parents=True)
     shared = ROOT / config.cache_dir if not Path(config.cache_dir).is_absolute() else Path(config.cache_dir)
-    for path in shared.glob("*") if shared.is_dir() else []:
-        if path.is_file() and path.suffix in (".npy", ".json"):
-            (folder / path.name).symlink_to(path)
+    database = shared / EMBEDDINGS_FILE
+    database.parent.mkdir(parents=True, exist_ok=True)
+    database.touch()  # an empty file is an empty database: the link has something to point at
+    (folder / EMBEDDINGS_FILE).symlink_to(database)
     return folder
 
 

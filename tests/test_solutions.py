@@ -165,6 +165,25 @@ def test_pipeline_answer_keeps_the_contract(build, tmp_path, fake_model) -> None
     assert answer.retrieved[0].chunk.doc_id == "widgets/api/errors.md"
 
 
+def test_the_references_chunks_and_units_share_one_per_text_cache(tmp_path, monkeypatch) -> None:
+    """Chunk and unit texts go through one EmbeddingCache: no text is encoded twice, whatever the chunk size."""
+    encoded: list[str] = []
+
+    class CountingEmbedder(FakeEmbedder):
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            encoded.extend(t for t in texts if t != "warm-up")
+            return super().encode(texts)
+
+    monkeypatch.setattr(solution_retrieval, "Embedder", CountingEmbedder)
+    build = lambda size: solution_pipeline.build_pipeline(Config(chunk_size=size, cache_dir=str(tmp_path)), DOCS)
+    first = build(200)
+    assert first.index_stats.cached is False and encoded
+    assert build(200).index_stats.cached is True
+    build(400)
+    assert len(encoded) == len(set(encoded))
+    assert [p.name for p in tmp_path.iterdir()] == ["embeddings.sqlite3"]
+
+
 # --- Task 1: chunking -------------------------------------------------------------------------------------
 
 
