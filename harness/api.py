@@ -260,7 +260,9 @@ class CompareOut(BaseModel):
 
 class Health(BaseModel):
     model_config = examples({"status": "ok", "pipeline": "exercise", "docs": 270, "golden": 60, "chunks": 1480,
-                             "peak_rss_mb": 212.4, "uptime_s": 35.2, "token_required": False, "config": {"retriever": "bm25"}})
+                             "peak_rss_mb": 212.4, "uptime_s": 35.2, "token_required": False, "config": {"retriever": "bm25"},
+                             "query_batching": [{"requests": 640, "batches": 97, "texts": 640, "largest_batch": 16,
+                                                 "mean_batch": 6.6}]})
     status: str
     pipeline: str
     docs: int
@@ -270,6 +272,9 @@ class Health(BaseModel):
     uptime_s: float
     token_required: bool
     config: dict
+    query_batching: Optional[list[dict]] = Field(None, description="per batched encoder: requests, batches (encode "
+                                                 "calls made for them), texts, largest and mean batch; null when "
+                                                 "the server runs with --no-query-batching")
 
 
 class ErrorOut(BaseModel):

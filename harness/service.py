@@ -39,6 +39,7 @@ from harness.api import (
     UsageOut,
     explain,
 )
+from harness.batching import BatchingEncoder, install_query_batching
 from harness.corpus import load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
 from harness.metrics import covers
@@ -97,6 +98,7 @@ class Loaded:
     canaries: dict[str, str]  # doc id -> canary, from corpus/canaries.json
     golden: dict[str, GoldenQuestion]  # the dev questions by id
     started: float  # time.time() when loaded
+    batchers: tuple[BatchingEncoder, ...] = ()  # the pipeline's encoders, wrapped to encode concurrent queries together
 
     @cached_property
     def sources(self) -> SourceCorpus:
@@ -159,15 +161,19 @@ def call_pipeline(fn: Callable[[], T]) -> T:
 # --- the app --------------------------------------------------------------------------------------
 
 def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden: Path | str | None = "golden_set/dev.jsonl",
-               config: Config | None = None, token: str | None = None) -> FastAPI:
-    """Load the corpus and dev questions, build the pipeline once, and return the app serving them."""
+               config: Config | None = None, token: str | None = None, batch_queries: bool = True) -> FastAPI:
+    """Load the corpus and dev questions, build the pipeline once, and return the app serving them.
+
+    With batch_queries, the encoders inside the pipeline (e.g. its retriever's) are wrapped so that concurrent
+    requests' query encodes run as one batch (harness/batching.py); the pipeline's code is unchanged."""
     config = config or Config()
     golden_by_id = load_dev_golden(golden)
     documents = {d.doc_id: d for d in load_corpus(corpus)}
     canaries = read_canaries(corpus)
     built = load_pipeline(pipeline, config, list(documents.values()))
+    batchers = tuple(install_query_batching(built)) if batch_queries else ()
     loaded = Loaded(name=pipeline, config=config, pipeline=built, tap=tap_generator(built), documents=documents,
-                    canaries=canaries, golden=golden_by_id, started=time.time())
+                    canaries=canaries, golden=golden_by_id, started=time.time(), batchers=batchers)
     app = FastAPI(title="ragkata", version="0.1.0", description="The playground's API over one pipeline. When the "
                   "server was started with --token, every /api request needs 'Authorization: Bearer <token>'.")
     app.state.pipeline = built
@@ -175,7 +181,7 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
     add_pipeline_routes(app, loaded)
     add_corpus_routes(app, loaded)
     add_run_routes(app, loaded)
-    add_service_routes(app, loaded, token)
+    add_service_routes(app, loaded, token, batch_queries)
     return app
 
 
@@ -269,7 +275,7 @@ def add_run_routes(app: FastAPI, loaded: Loaded) -> None:
         return run_views.compare_out(a, b)
 
 
-def add_service_routes(app: FastAPI, loaded: Loaded, token: str | None) -> None:
+def add_service_routes(app: FastAPI, loaded: Loaded, token: str | None, batch_queries: bool = True) -> None:
     """GET /healthz (no token needed), the playground page and its two static assets."""
 
     @app.get("/healthz", response_model=Health, tags=["service"])
@@ -278,7 +284,8 @@ def add_service_routes(app: FastAPI, loaded: Loaded, token: str | None) -> None:
         return Health(status="ok", pipeline=loaded.name, docs=len(loaded.documents), golden=len(loaded.golden),
                       chunks=getattr(getattr(loaded.pipeline, "index_stats", None), "chunks", None),
                       peak_rss_mb=round(peak_rss_mb(), 1), uptime_s=round(time.time() - loaded.started, 1),
-                      token_required=bool(token), config=loaded.config.to_dict())
+                      token_required=bool(token), config=loaded.config.to_dict(),
+                      query_batching=[b.stats() for b in loaded.batchers] if batch_queries else None)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -1,0 +1,186 @@
+"""Micro-batching of query encodes for the HTTP service: concurrent /api/search and /api/ask requests whose
+queries need the model are encoded together, in one encode() call, instead of one forward pass each.
+
+BatchingEncoder wraps any encoder (an object with encode(texts) -> one row per text, and a `name`). A caller's
+texts join a queue; one worker thread takes what is queued (waiting up to `max_wait_s` for more, or until
+`max_batch` texts are queued), encodes them in one call and hands each caller its own rows. While it encodes,
+new callers queue for the next batch, so under load batches fill by themselves. An encoder error reaches every
+caller of that batch. install_query_batching() finds the encoders inside a built pipeline and swaps in the
+wrapper; the pipeline's code does not change and need not know.
+
+Left out on purpose: caching vectors (exercise/embedding*.py may do that: a cache that calls its encoder only
+on a miss keeps working, and only its misses are batched), batching the index build (a big encode() call goes
+straight through), and batching anything but encode().
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+MAX_BATCH = 32  # texts per encode() call; the starter's Embedder batches 32 at a time too
+MAX_WAIT_S = 0.001  # how long the first queued text waits for company when nothing else is queued
+IDLE_EXIT_S = 30.0  # the worker thread ends after this long without work; the next caller starts another
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    done: threading.Event = field(default_factory=threading.Event)
+    vectors: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+class BatchingEncoder:
+    """An encoder that encodes concurrent callers' texts together; everything but encode() is the inner one's."""
+
+    def __init__(self, inner: Any, max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S):
+        if max_batch < 1 or max_wait_s < 0:
+            raise ValueError("max_batch must be at least 1 and max_wait_s at least 0")
+        self.inner = inner
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self.requests = 0  # encode() calls that went through the queue
+        self.batches = 0  # encode() calls made on the inner encoder for them
+        self.texts = 0
+        self.largest = 0
+
+    def __getattr__(self, name: str) -> Any:  # name, backend, batch_size, ...: the inner encoder's
+        if name in ("inner", "_queue", "_cond", "_worker"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def stats(self) -> dict[str, float]:
+        return {"requests": self.requests, "batches": self.batches, "texts": self.texts, "largest_batch": self.largest,
+                "mean_batch": round(self.texts / self.batches, 2) if self.batches else 0.0}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts or len(texts) >= self.max_batch:
+            return self.inner.encode(texts)  # nothing to gain from company
+        request = _Request(texts)
+        with self._cond:
+            self._queue.append(request)
+            self.requests += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="encode-batcher", daemon=True)
+                self._worker.start()
+            self._cond.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.vectors  # type: ignore[return-value]
+
+    def _take(self) -> list[_Request] | None:
+        """The next batch: what is queued once max_wait_s has passed since it was first seen, or max_batch texts
+        sooner; None when the worker should end (idle too long)."""
+        with self._cond:
+            idle_since = time.monotonic()
+            while not self._queue:
+                if not self._cond.wait(timeout=1.0) and time.monotonic() - idle_since > IDLE_EXIT_S and not self._queue:
+                    self._worker = None
+                    return None
+            deadline = time.monotonic() + self.max_wait_s
+            while sum(len(r.texts) for r in self._queue) < self.max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(timeout=left):
+                    break
+            batch, count = [], 0
+            while self._queue and (not batch or count + len(self._queue[0].texts) <= self.max_batch):
+                request = self._queue.popleft()
+                batch.append(request)
+                count += len(request.texts)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            self._encode(batch)
+
+    def _encode(self, batch: list[_Request]) -> None:
+        texts = [text for request in batch for text in request.texts]
+        try:
+            vectors = np.asarray(self.inner.encode(texts))
+            if len(vectors) != len(texts):
+                raise ValueError(f"the encoder returned {len(vectors)} rows for {len(texts)} texts")
+        except BaseException as exc:  # noqa: BLE001 - every caller of this batch gets it
+            for request in batch:
+                request.error = exc
+                request.done.set()
+            return
+        self.batches += 1
+        self.texts += len(texts)
+        self.largest = max(self.largest, len(texts))
+        start = 0
+        for request in batch:
+            request.vectors = vectors[start:start + len(request.texts)].copy()
+            start += len(request.texts)
+            request.done.set()
+
+
+def is_encoder(value: Any) -> bool:
+    """An object that encodes text as contracts' TextEncoder does: encode() and a name."""
+    return (not isinstance(value, (str, bytes, type)) and callable(getattr(value, "encode", None))
+            and isinstance(getattr(value, "name", None), str))
+
+
+def _walkable(value: Any, roots: set[str]) -> bool:
+    """Only the pipeline's own objects are searched: not third-party ones (a model, a faiss index) or data."""
+    module = getattr(type(value), "__module__", "") or ""
+    return hasattr(value, "__dict__") and module.split(".")[0] in roots
+
+
+def install_query_batching(pipeline: Any, max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S,
+                           depth: int = 4) -> list[BatchingEncoder]:
+    """Replace each encoder held by the pipeline's objects (e.g. pipeline.retriever.encoder) with a BatchingEncoder
+    around it; the wrappers made (one per distinct encoder). An encoder that holds another encoder (a vector
+    cache around a model) is searched further and the innermost one wrapped, so cache hits are never queued."""
+    roots = {type(pipeline).__module__.split(".")[0], "exercise"}
+    wrapped: dict[int, BatchingEncoder] = {}
+    holds: dict[int, bool] = {}  # id -> the object holds an encoder (False while being searched)
+
+    def wrap(encoder: Any) -> BatchingEncoder:
+        if id(encoder) not in wrapped:
+            wrapped[id(encoder)] = BatchingEncoder(encoder, max_batch, max_wait_s)
+        return wrapped[id(encoder)]
+
+    def visit(obj: Any, level: int) -> bool:
+        """Wrap the encoders below obj; True when obj holds one (directly or deeper)."""
+        if id(obj) in holds or level > depth:
+            return holds.get(id(obj), False)
+        holds[id(obj)] = False
+        for name, value in list(vars(obj).items()):
+            if isinstance(value, list) and len(value) > 64:
+                continue  # data (chunks, vectors), not parts of the pipeline
+            items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+            for index, item in items:
+                if isinstance(item, BatchingEncoder):
+                    holds[id(obj)] = True
+                elif not _walkable(item, roots):
+                    continue  # data, or a third-party object such as the model itself: never wrapped
+                elif visit(item, level + 1):
+                    holds[id(obj)] = True  # it holds an encoder (wrapped now): a cache around a model stays outside
+                elif is_encoder(item):
+                    try:
+                        if index is None:
+                            setattr(obj, name, wrap(item))
+                        else:
+                            value[index] = wrap(item)
+                    except (AttributeError, TypeError):  # frozen or slotted: left unbatched
+                        continue
+                    holds[id(obj)] = True
+        return holds[id(obj)]
+
+    if hasattr(pipeline, "__dict__"):
+        visit(pipeline, 0)
+    return list(wrapped.values())
