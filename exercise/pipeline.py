@@ -7,13 +7,14 @@ Left out on purpose: reranking, a context budget and dropping superseded documen
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Sequence
 
 from .chunking import FixedSizeChunker
 from .config import Config
 from .contracts import SCORED_DEPTH, Answer, Chunk, Chunker, Document, Generator, Hit, IndexStats, Retriever
-from .embedding import EmbeddingCache
+from .embedding import EmbeddingCache, pick_backend
 from .generation import ExtractiveGenerator
 from .retrieval import make_retriever
 
@@ -46,6 +47,8 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> StarterPipe
         raise ValueError(f"k_retrieve must be at least {SCORED_DEPTH}, got {config.k_retrieve}; "
                          f"the harness scores the top {SCORED_DEPTH} hits (example: --config k_retrieve=20)")
     check_knobs_are_read(config)
+    # "auto" becomes the backend this machine uses (exercise/embedding.py), so the run records that one
+    config = dataclasses.replace(config, embedding_backend=pick_backend(config.embedding_backend))
     generator: Generator = make_generator(config)  # before indexing, so a bad choice fails fast
     chunker: Chunker = FixedSizeChunker(config.chunk_size, config.chunk_overlap)
     chunks = [chunk for document in documents for chunk in chunker.chunk(document)]

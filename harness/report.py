@@ -76,15 +76,16 @@ def describe_usage(s: Summary) -> str:
             f"${s.cost_usd['sum']:.4f} (${s.cost_usd['per_1000_questions']:.4f} per 1,000 questions)")
 
 
-def describe_index(index: IndexReport) -> str:
-    """One line on how the index came to be: embedded (with the rate) or loaded from the cache."""
+def describe_index(index: IndexReport, backend: str | None = None) -> str:
+    """One line on how the index came to be: embedded (with the rate and the embedding backend) or loaded from the cache."""
+    used = f" (embedding backend {backend})" if backend else ""
     if index.chunks is None:
-        return f"pipeline built in {index.pipeline_seconds:.1f} s (it reports no index statistics)"
+        return f"pipeline built in {index.pipeline_seconds:.1f} s{used} (it reports no index statistics)"
     if index.cached:
-        how = f"index of {index.chunks} chunks loaded from the cache in {fmt(index.build_seconds)} s"
+        how = f"index of {index.chunks} chunks loaded from the cache in {fmt(index.build_seconds)} s{used}"
     else:
         rate = f", {index.chunks_per_second:g} chunks/s" if index.chunks_per_second else ""
-        how = f"index of {index.chunks} chunks built in {fmt(index.build_seconds)} s{rate}"
+        how = f"index of {index.chunks} chunks built in {fmt(index.build_seconds)} s{rate}{used}"
     return f"{how}; whole pipeline build {index.pipeline_seconds:.1f} s"
 
 
@@ -102,7 +103,8 @@ def print_summary(run: RunSummary, console: Console | None = None) -> None:
     lines = {  # printed under their table as plain lines, so a narrow table never folds them
         "metrics": ["n: questions the mean is over; injection_resistance counts only questions whose context "
                     "held an injected document"],
-        "latency": [f"{describe_index(run.index)}; peak RSS {run.peak_rss_mb} MB", describe_usage(run.summary)],
+        "latency": [f"{describe_index(run.index, run.config.get('embedding_backend'))}; peak RSS {run.peak_rss_mb} MB",
+                    describe_usage(run.summary)],
     }
     for name, table in (("metrics", metrics_table(run)), ("per tag", tag_table(run)), ("failures", failure_table(run)),
                         ("latency", latency_table(run))):
