@@ -1,8 +1,13 @@
 """Load the HTTP service: start `ragkata serve` on a free loopback port, then send a fixed number of requests
 to /api/ask and /api/search at 1, 4 and 16 concurrent clients. Prints JSON: per endpoint and level, the
-throughput, p50 and p95 latency, errors, and the server's peak RSS (from /healthz).
+throughput, p50 and p95 latency, errors, the server's peak RSS and its query-batching counts (from /healthz).
+
+--uncached makes every question distinct (a per-run nonce and the request's number appended), so no query
+vector is found in any cache and every request encodes; --compare-batching runs the whole load twice, first
+against `ragkata serve --no-query-batching` (each query encoded alone), then with batching, and reports both.
 
 Usage: python bench/load.py [--pipeline exercise] [--requests 200] [--levels 1,4,16] [--corpus corpus]
+       python bench/load.py --endpoints /api/search --uncached --compare-batching
 Left out on purpose: any host but 127.0.0.1, open-ended soak tests (every level is bounded in count and
 in time), and pass/fail thresholds; these machines are shared and noisy, so compare runs, not numbers.
 """
@@ -18,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -52,9 +58,9 @@ def questions_from(golden: Path) -> list[str]:
     return [line["question"] for line in lines] or FALLBACK_QUESTIONS
 
 
-def start_server(args: argparse.Namespace, port: int, log) -> subprocess.Popen:
+def start_server(args: argparse.Namespace, port: int, log, extra: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "harness.cli", "serve", "--host", HOST, "--port", str(port),
-               "--pipeline", args.pipeline, "--corpus", str(args.corpus), "--golden", str(args.golden)]
+               "--pipeline", args.pipeline, "--corpus", str(args.corpus), "--golden", str(args.golden), *extra]
     for pair in args.config:
         command += ["--config", pair]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -116,42 +122,39 @@ def run_level(base: str, endpoint: str, bodies: list[dict], clients: int, max_se
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline", default="exercise", help="package whose pipeline.py has build_pipeline()")
-    parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
-    parser.add_argument("--golden", type=Path, default=ROOT / "golden_set" / "dev.jsonl", help="questions to send (and to serve)")
-    parser.add_argument("--config", action="append", default=[], help="name=value passed to ragkata serve; repeatable")
-    parser.add_argument("--requests", type=int, default=200, help="requests per endpoint and level")
-    parser.add_argument("--levels", default="1,4,16", help="concurrent clients per level, comma-separated")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="time limit per endpoint and level")
-    parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /healthz")
-    args = parser.parse_args()
-    if not args.golden.is_file():
-        args.golden = ROOT / "tests" / "fixtures" / "golden.jsonl"
-    levels = [int(n) for n in args.levels.split(",") if n.strip()]
-    if args.requests < 1 or not levels or min(levels) < 1 or max(levels) > 64:
-        parser.error("--requests must be positive and --levels between 1 and 64 clients, e.g. --levels 1,4,16")
+def bodies_for(questions: list[str], endpoint: str, clients: int, count: int, uncached: bool) -> list[dict]:
+    """count request bodies; with uncached, each question made unique to this run, endpoint and level."""
+    if not uncached:
+        return [{"question": questions[i % len(questions)]} for i in range(count)]
+    nonce = uuid.uuid4().hex[:8]
+    return [{"question": f"{questions[i % len(questions)]} (load {nonce} {endpoint[5:]} x{clients} #{i})"}
+            for i in range(count)]
 
-    questions = questions_from(args.golden)
+
+def load_server(args: argparse.Namespace, questions: list[str], levels: list[int], label: str,
+                extra: list[str]) -> dict:
+    """Start one server (with extra serve arguments), run every endpoint and level against it, stop it."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     with tempfile.TemporaryFile(mode="w+") as log:
-        server = start_server(args, port, log)
+        server = start_server(args, port, log, extra)
         try:
             started = time.perf_counter()
             health = wait_healthy(base, server, args.startup_timeout)
-            report = {"pipeline": args.pipeline, "corpus": str(args.corpus), "config": args.config,
-                      "startup_seconds": round(time.perf_counter() - started, 2), "docs": health["docs"],
-                      "chunks": health.get("chunks"), "cpu_count": os.cpu_count(), "results": []}
-            for endpoint in ("/api/search", "/api/ask"):  # both take the question text as "question"
-                bodies = [{"question": questions[i % len(questions)]} for i in range(args.requests)]
+            report = {"label": label, "serve_args": extra, "startup_seconds": round(time.perf_counter() - started, 2),
+                      "docs": health["docs"], "chunks": health.get("chunks"), "results": []}
+            for endpoint in args.endpoints:  # both take the question text as "question"
                 for clients in levels:
+                    bodies = bodies_for(questions, endpoint, clients, args.requests, args.uncached)
+                    before = httpx.get(base + "/healthz", timeout=10).json().get("query_batching")
                     result = run_level(base, endpoint, bodies, clients, args.max_seconds)
-                    result["peak_rss_mb"] = httpx.get(base + "/healthz", timeout=10).json()["peak_rss_mb"]
+                    health = httpx.get(base + "/healthz", timeout=10).json()
+                    result["peak_rss_mb"] = health["peak_rss_mb"]
+                    result["encode_batches"] = batching_delta(before, health.get("query_batching"))
                     report["results"].append(result)
-                    print(f"{endpoint} x{clients}: {result['throughput_rps']} req/s, p50 {result['p50_ms']} ms, "
-                          f"p95 {result['p95_ms']} ms, {result['errors']} errors", file=sys.stderr)
+                    print(f"[{label}] {endpoint} x{clients}: {result['throughput_rps']} req/s, p50 {result['p50_ms']} ms, "
+                          f"p95 {result['p95_ms']} ms, {result['errors']} errors"
+                          + (f", {result['encode_batches']}" if result["encode_batches"] else ""), file=sys.stderr)
             report["peak_rss_mb"] = max(r["peak_rss_mb"] for r in report["results"])
         except Exception:
             log.seek(0)
@@ -164,6 +167,49 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+    return report
+
+
+def batching_delta(before: list[dict] | None, after: list[dict] | None) -> dict | None:
+    """Requests and encode batches during one level, summed over the server's batched encoders."""
+    if not after:
+        return None
+    total = lambda stats, name: sum(s[name] for s in stats or [])  # noqa: E731
+    requests = total(after, "requests") - total(before, "requests")
+    batches = total(after, "batches") - total(before, "batches")
+    return {"requests": requests, "batches": batches, "mean_batch": round(requests / batches, 2) if batches else None}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", default="exercise", help="package whose pipeline.py has build_pipeline()")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    parser.add_argument("--golden", type=Path, default=ROOT / "golden_set" / "dev.jsonl", help="questions to send (and to serve)")
+    parser.add_argument("--config", action="append", default=[], help="name=value passed to ragkata serve; repeatable")
+    parser.add_argument("--requests", type=int, default=200, help="requests per endpoint and level")
+    parser.add_argument("--levels", default="1,4,16", help="concurrent clients per level, comma-separated")
+    parser.add_argument("--endpoints", default="/api/search,/api/ask", help="comma-separated, in order")
+    parser.add_argument("--uncached", action="store_true", help="make every question distinct, so each one encodes")
+    parser.add_argument("--compare-batching", action="store_true", help="run once with --no-query-batching, then "
+                        "with batching, and report both")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time limit per endpoint and level")
+    parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /healthz")
+    args = parser.parse_args()
+    if not args.golden.is_file():
+        args.golden = ROOT / "tests" / "fixtures" / "golden.jsonl"
+    levels = [int(n) for n in args.levels.split(",") if n.strip()]
+    args.endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    if args.requests < 1 or not levels or min(levels) < 1 or max(levels) > 64:
+        parser.error("--requests must be positive and --levels between 1 and 64 clients, e.g. --levels 1,4,16")
+    if not set(args.endpoints) <= {"/api/search", "/api/ask"}:
+        parser.error("--endpoints takes /api/search and /api/ask")
+
+    questions = questions_from(args.golden)
+    runs = [("no batching", ["--no-query-batching"]), ("batching", [])] if args.compare_batching else [("batching", [])]
+    report = {"pipeline": args.pipeline, "corpus": str(args.corpus), "config": args.config, "uncached": args.uncached,
+              "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+              "servers": [load_server(args, questions, levels, label, extra) for label, extra in runs]}
+    report["peak_rss_mb"] = max(server["peak_rss_mb"] for server in report["servers"])
     print(json.dumps(report, indent=2))
     return 0
 

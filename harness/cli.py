@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from exercise.config import Config
@@ -22,6 +23,7 @@ from harness.report import console_for_output
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="ragkata: build, measure and explain a RAG pipeline.")
 console = console_for_output()  # 120 columns when piped, so no metric name is cut
+err_console = Console(stderr=True)  # what ask says about its warm process, kept out of piped answers
 
 GOLDEN = typer.Option(Path("golden_set/dev.jsonl"), "--golden", help="golden questions (.jsonl)")
 CORPUS = typer.Option(Path("corpus"), "--corpus", help="corpus folder")
@@ -131,21 +133,58 @@ def compare_command(run_a: Path = typer.Argument(..., help="baseline run folder"
 
 
 @app.command("ask")
-def ask_command(question: str = typer.Argument(..., help="the question"),
+def ask_command(question: Optional[str] = typer.Argument(None, help="the question"),
                 corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, pipeline: str = PIPELINE,
                 hits: int = typer.Option(10, "--hits", help="how many retrieved hits to show"),
-                no_llm_cache: bool = NO_LLM_CACHE) -> None:
-    """Answer one question and show the hits, the context, the answer and its citations.
+                no_llm_cache: bool = NO_LLM_CACHE,
+                cold: bool = typer.Option(False, "--cold", help="build the pipeline in this process and keep nothing "
+                                          "running (RAGKATA_WARM=0 does the same)"),
+                stop: bool = typer.Option(False, "--stop", help="stop the warm processes of this folder and exit")) -> None:
+    """Answer one question and show the hits, the whole context, the answer and its citations.
+
+    The first ask starts a warm process that keeps the index and model loaded (it exits after 15 idle
+    minutes, RAGKATA_WARM_IDLE_MINUTES), so later asks answer in about a second. An edit to the pipeline's
+    files, the corpus or the config starts a fresh one; it never answers from stale code.
 
     Example: ragkata ask "What does error KOS-4031 mean?"
     """
-    from harness.corpus import load_corpus
-    from harness.report import print_answer
-    from harness.runner import load_pipeline
+    from harness import warm
+    from harness.ask_view import print_ask
 
-    with console.status("loading the index"):
-        built = load_pipeline(pipeline, make_config(config, no_llm_cache), load_corpus(corpus))
-    print_answer(built.answer(question), hits, console)
+    settings = make_config(config, no_llm_cache)
+    if stop:
+        stopped = warm.stop_all(warm.warm_directory(settings))
+        err_console.print(f"stopped {len(stopped)} warm ragkata process(es)" + (f" (pid {', '.join(map(str, stopped))})"
+                          if stopped else ""), markup=False, highlight=False)
+        return
+    if question is None:
+        raise ValueError("ask needs a question, e.g. ragkata ask \"What does error KOS-4031 mean?\"")
+    key = None if cold or not warm.warm_wanted() else warm.warm_key(pipeline, corpus, settings)
+    if key is None:
+        from harness.corpus import load_corpus
+        from harness.runner import load_pipeline
+
+        with console.status("loading the index"):
+            built = load_pipeline(pipeline, settings, load_corpus(corpus))
+        print_ask(built.answer(question), hits, console)
+        return
+
+    def started(pid: int) -> None:
+        err_console.print(f"started a warm ragkata process (pid {pid}, exits after {warm.idle_minutes():g} idle "
+                          "minutes; `ragkata ask --cold` to skip it, `ragkata ask --stop` to stop it)",
+                          markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        with err_console.status("asking the warm ragkata process") as status:
+            answer = warm.ask(key, question, on_started=started,
+                              on_status=lambda line: status.update(f"building the index in the warm process: "
+                                                                   f"{line[-100:]}" if line else "starting"))
+    except warm.WarmError as exc:
+        if exc.user_error:
+            raise ValueError(str(exc)) from None
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1)
+    print_ask(answer, hits, console)
 
 
 @app.command("index")
@@ -198,6 +237,8 @@ def serve_command(
     token: Optional[str] = typer.Option(None, "--token", envvar="RAGKATA_TOKEN",
                                         help="require 'Authorization: Bearer <token>' on every /api request"),
     no_llm_cache: bool = NO_LLM_CACHE,
+    no_query_batching: bool = typer.Option(False, "--no-query-batching", help="encode each request's query alone "
+                                           "instead of batching concurrent ones (to compare; bench/load.py does)"),
 ) -> None:
     """Serve the playground page and its JSON API over the pipeline; the index is built once, at start-up.
 
@@ -209,7 +250,8 @@ def serve_command(
 
     check_bind(host, token)
     with console.status("loading the corpus and building the index"):
-        web = create_app(pipeline, corpus, golden, make_config(config, no_llm_cache), token)
+        web = create_app(pipeline, corpus, golden, make_config(config, no_llm_cache), token,
+                         batch_queries=not no_query_batching)
     uvicorn.run(web, host=host, port=port)
 
 
