@@ -18,13 +18,19 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ragkata needs Python 3.11 or newer")'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null || \
+	@if test -x $(BIN)/python; then echo "setup: updating the virtual environment in $(VENV)"; else \
+	  echo "setup: creating a virtual environment in $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
+	@echo "setup: upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@if $(BIN)/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then \
+	  echo "setup: $(TORCH) is installed already"; else \
+	  echo "setup: installing $(TORCH), the CPU-only wheel (~200 MB, a minute or two)"; \
 	  $(BIN)/python -m pip install --quiet --no-deps --retries 0 --timeout 10 \
-	    $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	    $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH); fi
+	@echo "setup: installing ragkata and its dependencies (sentence-transformers, faiss, ragas, ...: a minute or two, more on a first download)"
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+	@echo "setup: done, $(VENV) is ready"
 
 eval: $(STAMP)
 	$(BIN)/python -m harness.cli eval $(ARGS)

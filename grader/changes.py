@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from grader.export import EXPORT_MESSAGE, held_back
-from grader.timeline import git
+from grader.safegit import git
 
 COMPARED = ("exercise", "tests")  # folders compared file by file when there is no bundle commit
 MAX_DIFF_LINES = 400  # per file, in the scorecard

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from harness.cli import CORPUS, console, run_app
+from harness.progress import Display
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ragkata-grader: grade a candidate's pipeline and export the candidate's copy of the repository.")
@@ -63,14 +62,19 @@ def grade_command(
         endpoint = interviewer_endpoint(llm_base_url, llm_model, llm_api_key_env, config or [])
         default_holdout = Path("golden_set/holdout.jsonl")
         holdout = holdout or (default_holdout if default_holdout.is_file() else None)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console) as progress:
-            tasks: dict = {}
+        with Display(console) as display:  # a live bar per side, or plain lines every few seconds when piped
+            steps: dict = {}
 
             def advance(side: str, done: int, total: int) -> None:
-                if side not in tasks:
-                    tasks[side] = progress.add_task(f"{side:<10}", total=total)
-                progress.update(tasks[side], completed=done)
+                embedding = side.endswith(": embedding")  # a side's worker embedding, before its first answer
+                step = steps.get(side)
+                if step is None or (embedding and (step.finished is not None or total != step.total or done < step.done)):
+                    # a side is announced with 0 done while its worker builds the pipeline (a cold build embeds)
+                    step = steps[side] = display.step(side, total=total, unit="chunks" if embedding else "questions",
+                                                      state="" if embedding else "building the pipeline")
+                step.update(done, total, state="" if done else None)
+                if done >= total:
+                    step.finish()
 
             card = grade(candidate, out, dev, holdout, corpus, reference, config or [], limits,
                          ratings, run_tests=not skip_tests, progress=advance, endpoint=endpoint)

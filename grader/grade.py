@@ -35,7 +35,9 @@ from harness.runner import append_sample, file_sha256, read_samples, write_json
 from harness.scoring import SourceCorpus, score_sample, summarize
 
 FILES = ("scorecard.json", "scorecard.md", "scorecard.html")
-Progress = Callable[[str, int, int], None]  # (side, questions done, questions total)
+# (side, questions done, questions total); and ("<side>: embedding", texts embedded, texts to embed) while the
+# side's worker builds, forwarded from its embedding cache for display only
+Progress = Callable[[str, int, int], None]
 ENDPOINT_FIELDS = ("llm_base_url", "llm_model", "llm_api_key_env")  # the interviewer's to choose when grading
 
 
@@ -56,7 +58,7 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
     (out / "logs").mkdir(exist_ok=True)
     log = out / "logs" / f"{target.label}.log"
     log.write_bytes(b"")
-    session, done = Session(), set()
+    session, done = Session(on_progress=lambda d, t: progress(f"{target.label}: embedding", d, t)), set()
     files = {split: (folder / "samples.jsonl").open("a", encoding="utf-8") for split, folder in folders.items()}
 
     def record(key: str, answer, error: str | None, wall_ms: float) -> None:
@@ -77,6 +79,7 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
             record(key, None, f"GraderError: {why}", 0.0)
     finally:
         for handle in files.values():
+    progress(target.label, 0, len(questions))  # the side starts: its pipeline builds before the first answer
             handle.close()
     samples = {split: read_samples(folder / "samples.jsonl") for split, folder in folders.items()}
     for split, folder in folders.items():

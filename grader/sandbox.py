@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from exercise.contracts import Answer
@@ -197,6 +197,7 @@ class Session:
 class WorkerDied(Exception):
     pass
 
+    on_progress: Callable[[int, int], None] | None = field(default=None, repr=False, compare=False)  # display only
 
 class _Worker:
     """One worker process and the byte buffer of its protocol channel."""
@@ -352,7 +353,7 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
     while pending:
         try:
             worker = _Worker(target, corpus, limits, log, endpoint)
-            ready = worker.read(limits.build_timeout_s)
+            ready = _until_ready(worker, limits.build_timeout_s, session.on_progress)
         except WorkerDied as exc:
             ready = {"event": "fatal", "error": f"WorkerDied: the worker {exc} before it was ready"}
         except OSError as exc:
@@ -456,3 +457,16 @@ def _answer_for(worker: _Worker, key: str, timeout_s: float) -> dict | None:
         message = worker.read(max(0.0, deadline - time.monotonic()))
         if message is None or (message.get("event") == "answer" and message.get("key") == key):
             return message
+def _until_ready(worker: _Worker, timeout_s: float, on_progress: Callable[[int, int], None] | None) -> dict | None:
+    """The worker's first message that is not a progress line, None after timeout_s. A progress line
+    ({"event": "progress", "done", "total"}) is untrusted display data: two ints, 0 <= done <= total, or ignored."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        message = worker.read(max(0.0, deadline - time.monotonic()))
+        if message is None or message.get("event") != "progress":
+            return message
+        done, total = message.get("done"), message.get("total")
+        if on_progress and type(done) is int and type(total) is int and 0 <= done <= total < 10**9:
+            on_progress(done, total)
+
+

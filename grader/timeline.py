@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from grader.safegit import git
 from grader.sandbox import endpoint_host, uses_llm
 from harness.metrics import PER_TAG_METRICS
 from harness.records import RunSummary
@@ -104,17 +104,6 @@ def _annotate_changes(runs: list[dict]) -> None:
         run["new_commit"] = previous is not None and (run["commit"] or "")[:7] != (previous["commit"] or "")[:7]
         if run["complete"]:
             previous = run
-
-
-def git(repo: Path, *args: str, timeout: float = 20) -> str | None:
-    """git's stdout in repo, or None when repo is not its own git repository or git fails."""
-    if not (repo / ".git").exists():  # never walk up into an enclosing repository
-        return None
-    try:
-        return subprocess.run(["git", "-C", str(repo), "-c", "core.quotepath=off", *args], capture_output=True,
-                              encoding="utf-8", errors="replace", timeout=timeout, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def read_commits(repo: Path) -> list[dict] | None:

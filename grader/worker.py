@@ -1,7 +1,8 @@
 """The grader's worker process: load the corpus, build one pipeline, answer questions read from stdin.
 
 Protocol (one JSON object per line): the parent writes {"key", "question"}; the worker writes
-{"event": "ready"|"fatal"|"answer", ...} on a private copy of stdout. "ready" carries the Config the
+{"event": "ready"|"fatal"|"answer", ...} on a private copy of stdout, and while it builds
+{"event": "progress", "done", "total"} from the embedding cache (display data, never trusted). "ready" carries the Config the
 pipeline used and its index (harness.records.IndexReport); "answer" carries the Answer as
 harness.records.answer_to_json. Fd 1 itself is pointed at stderr, so a pipeline that prints cannot
 corrupt the channel. An API key from the grader arrives in RAGKATA_GRADER_LLM_KEY and is moved, before
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 from exercise.contracts import IndexStats
 from grader.sandbox import KEY_VARIABLE, without_userinfo
 from harness.records import answer_to_json
+from harness.progress import catch_embedding_progress
 from harness.runner import index_report, used_config
 
 
@@ -111,6 +113,20 @@ def index_stats(pipeline: Any) -> IndexStats | None:
 
 
 def serve(pipeline: Any, requests: TextIO, send) -> None:
+def progress_sender(send, every_s: float = 1.0):
+    """(done, total) -> a {"event": "progress", "done", "total"} line, at most one a second and always the last;
+    the parent only displays it."""
+    last = [float("-inf")]
+
+    def forward(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= every_s:
+            last[0] = now
+            send({"event": "progress", "done": done, "total": total})
+
+    return forward
+
+
     for line in requests:
         if not line.strip():
             continue
@@ -147,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         channel.flush()
 
     try:
-        pipeline, info = build(args, api_key)
+        with catch_embedding_progress(progress_sender(send)):  # the embedding cache's progress, for display
+            pipeline, info = build(args, api_key)
     except BaseException as exc:  # noqa: BLE001 - report any start-up failure, then stop
         send({"event": "fatal", "error": describe(exc), "where": where(exc)})
         return 1

@@ -14,7 +14,6 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from exercise.config import Config
 from harness.corpus import CorpusError
@@ -64,21 +63,22 @@ def eval_command(
     Example: ragkata eval --config generator=llm --limit 50 --workers 2
     Example: ragkata eval --judge --judge-base-url http://127.0.0.1:8081/v1
     """
+    from harness.progress import Display, building
     from harness.report import print_summary
     from harness.runner import start_run
 
-    with console.status("loading corpus and building the index (the first run embeds every chunk)"):
-        if resume is not None and (config or no_llm_cache or limit is not None):
-            raise ValueError("--resume takes the config and the sample from the run's spec.json; drop --config, "
-                             "--no-llm-cache and --limit, or start a new run")
+    if resume is not None and (config or no_llm_cache or limit is not None):
+        raise ValueError("--resume takes the config and the sample from the run's spec.json; drop --config, "
+                         "--no-llm-cache and --limit, or start a new run")
+    with building(console, state="building the index (a first run embeds every chunk)"):
         run = start_run(golden, corpus, make_config(config, no_llm_cache), pipeline, timeout, resume, limit, seed,
                         workers)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"run {run.spec.run_id}", total=len(run.questions_todo))
-            for _ in run.questions(on_done=lambda s: progress.advance(task)):
+        with Display(console) as display:
+            step = display.step("questions", total=len(run.questions_todo))
+            for _ in run.questions(on_done=lambda s: step.advance()):
                 pass
+            step.finish()
     except KeyboardInterrupt:
         run.finish(complete=False)
         console.print(f"[yellow]interrupted; every answered question is kept. Finish with: "
@@ -101,10 +101,11 @@ def eval_command(
                                 {q.id: q for q in read_golden(run.spec.golden)},
                                 endpoint_from_config(Config(**run.spec.config), judge_base_url, judge_model))
         try:
-            with Progress(*columns, console=console) as progress:
-                task = progress.add_task(f"judge {judging.endpoint.model}", total=len(judging.todo))
+            with Display(console) as display:
+                step = display.step(f"judge {judging.endpoint.model}", total=len(judging.todo))
                 for _ in judging.lines():
-                    progress.advance(task)
+                    step.advance()
+                step.finish()
         except KeyboardInterrupt:
             run.finish(extra=extra)
             console.print(f"[yellow]judging interrupted; judge.jsonl keeps every judged question. Finish with: "
@@ -198,8 +199,9 @@ def index_command(corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, p
     from harness.corpus import load_corpus
     from harness.report import describe_index
     from harness.runner import index_report, load_pipeline
+    from harness.progress import building
 
-    with console.status("building the index"):
+    with building(console):
         started = time.perf_counter()
         built = load_pipeline(pipeline, make_config(config), load_corpus(corpus))
     console.print(describe_index(index_report(built, time.perf_counter() - started)))
@@ -248,8 +250,9 @@ def serve_command(
 
     from harness.service import check_bind, create_app
 
+    from harness.progress import building
     check_bind(host, token)
-    with console.status("loading the corpus and building the index"):
+    with building(console):
         web = create_app(pipeline, corpus, golden, make_config(config, no_llm_cache), token,
                          batch_queries=not no_query_batching)
     uvicorn.run(web, host=host, port=port)

@@ -223,3 +223,20 @@ def test_an_encoder_returning_the_wrong_shape_or_non_finite_values_stores_nothin
     encoder = RecordingEncoder()
     EmbeddingCache(tmp_path).load_or_build(chunks_of(TEXTS[:3]), encoder)
     assert encoder.texts == TEXTS[:3]
+
+
+def test_progress_is_reported_before_the_first_batch_and_after_each_one_up_to_the_total(tmp_path: Path,
+                                                                                        caplog) -> None:
+    texts = [f"text {n}" for n in range(150)]
+    EmbeddingCache(tmp_path).load_or_build(chunks_of(texts[:10]), RecordingEncoder())  # 10 cached already
+    calls: list[tuple[int, int]] = []
+    encoder = RecordingEncoder()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        EmbeddingCache(tmp_path, batch_size=64).load_or_build(chunks_of(texts), encoder,
+                                                              progress=lambda done, total: calls.append((done, total)))
+    assert [len(batch) for batch in encoder.batches] == [16, 32, 64, 28]  # small first batches: a figure comes soon
+    assert calls == [(0, 140), (16, 140), (48, 140), (112, 140), (140, 140)]
+    assert [r.progress for r in caplog.records if hasattr(r, "progress")] == calls  # the harness shows these
+    calls.clear()
+    EmbeddingCache(tmp_path).load_or_build(chunks_of(texts), encoder, progress=lambda d, t: calls.append((d, t)))
+    assert calls == []  # everything cached: nothing to report

@@ -708,3 +708,25 @@ def test_grading_the_starter_on_the_real_corpus(tmp_path, monkeypatch):
     assert f"{how} {index.build_seconds:.2f} s" in (tmp_path / "out" / "scorecard.md").read_text()
     for name in ("scorecard.json", "scorecard.md", "scorecard.html"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
+
+
+def test_embedding_progress_from_a_building_worker_is_shown_never_trusted() -> None:
+    from grader.worker import progress_sender
+
+    sent: list[dict] = []
+    forward = progress_sender(sent.append, every_s=3600)  # at most one line an hour, and always the last
+    for done in (0, 16, 48, 100):
+        forward(done, 100)
+    assert sent == [{"event": "progress", "done": 0, "total": 100}, {"event": "progress", "done": 100, "total": 100}]
+
+    class Worker:
+        messages = [*sent, {"event": "progress", "done": "12", "total": 100}, {"event": "progress", "done": 7, "total": 3},
+                    {"event": "progress", "done": True, "total": 5}, {"event": "ready", "config": {}, "index": {}}]
+
+        def read(self, timeout_s: float) -> dict | None:
+            return self.messages.pop(0) if self.messages else None
+
+    shown: list[tuple[int, int]] = []
+    ready = sandbox._until_ready(Worker(), 5.0, lambda done, total: shown.append((done, total)))
+    assert ready == {"event": "ready", "config": {}, "index": {}} and shown == [(0, 100), (100, 100)]
+    assert sandbox._until_ready(Worker(), 0.0, None) is None  # nothing but silence: the build timed out
