@@ -67,6 +67,7 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
         done.add(key)
         progress(target.label, len(done), len(questions))
 
+    progress(target.label, 0, len(questions))  # the side starts: its pipeline builds before the first answer
     try:
         for outcome in run_target(target, [(k, q.question) for k, (_, q) in questions.items()], corpus, limits, log, session,
                                   endpoint):
@@ -79,7 +80,6 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
             record(key, None, f"GraderError: {why}", 0.0)
     finally:
         for handle in files.values():
-    progress(target.label, 0, len(questions))  # the side starts: its pipeline builds before the first answer
             handle.close()
     samples = {split: read_samples(folder / "samples.jsonl") for split, folder in folders.items()}
     for split, folder in folders.items():

@@ -192,12 +192,12 @@ class Session:
     crashes: int = 0
     not_run: int = 0
     timeout_s: float | None = None  # the per-question limit, chosen once the pipeline is built (question_timeout)
+    on_progress: Callable[[int, int], None] | None = field(default=None, repr=False, compare=False)  # display only
 
 
 class WorkerDied(Exception):
     pass
 
-    on_progress: Callable[[int, int], None] | None = field(default=None, repr=False, compare=False)  # display only
 
 class _Worker:
     """One worker process and the byte buffer of its protocol channel."""
@@ -450,13 +450,6 @@ def _number(value: object) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _answer_for(worker: _Worker, key: str, timeout_s: float) -> dict | None:
-    """The answer message for `key`; messages for other keys (impossible unless forged) are skipped."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        message = worker.read(max(0.0, deadline - time.monotonic()))
-        if message is None or (message.get("event") == "answer" and message.get("key") == key):
-            return message
 def _until_ready(worker: _Worker, timeout_s: float, on_progress: Callable[[int, int], None] | None) -> dict | None:
     """The worker's first message that is not a progress line, None after timeout_s. A progress line
     ({"event": "progress", "done", "total"}) is untrusted display data: two ints, 0 <= done <= total, or ignored."""
@@ -470,3 +463,10 @@ def _until_ready(worker: _Worker, timeout_s: float, on_progress: Callable[[int, 
             on_progress(done, total)
 
 
+def _answer_for(worker: _Worker, key: str, timeout_s: float) -> dict | None:
+    """The answer message for `key`; messages for other keys (impossible unless forged) are skipped."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        message = worker.read(max(0.0, deadline - time.monotonic()))
+        if message is None or (message.get("event") == "answer" and message.get("key") == key):
+            return message

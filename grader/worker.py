@@ -29,8 +29,8 @@ from typing import Any, TextIO
 # Imported before any pipeline code, so these bind the interviewer's own exercise.contracts.
 from exercise.contracts import IndexStats
 from grader.sandbox import KEY_VARIABLE, without_userinfo
-from harness.records import answer_to_json
 from harness.progress import catch_embedding_progress
+from harness.records import answer_to_json
 from harness.runner import index_report, used_config
 
 
@@ -112,7 +112,6 @@ def index_stats(pipeline: Any) -> IndexStats | None:
         return None
 
 
-def serve(pipeline: Any, requests: TextIO, send) -> None:
 def progress_sender(send, every_s: float = 1.0):
     """(done, total) -> a {"event": "progress", "done", "total"} line, at most one a second and always the last;
     the parent only displays it."""
@@ -127,6 +126,7 @@ def progress_sender(send, every_s: float = 1.0):
     return forward
 
 
+def serve(pipeline: Any, requests: TextIO, send) -> None:
     for line in requests:
         if not line.strip():
             continue

@@ -197,9 +197,9 @@ def index_command(corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, p
     import time
 
     from harness.corpus import load_corpus
+    from harness.progress import building
     from harness.report import describe_index
     from harness.runner import index_report, load_pipeline
-    from harness.progress import building
 
     with building(console):
         started = time.perf_counter()
@@ -248,9 +248,9 @@ def serve_command(
     """
     import uvicorn
 
+    from harness.progress import building
     from harness.service import check_bind, create_app
 
-    from harness.progress import building
     check_bind(host, token)
     with building(console):
         web = create_app(pipeline, corpus, golden, make_config(config, no_llm_cache), token,
