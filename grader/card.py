@@ -17,7 +17,7 @@ from grader.sandbox import Build
 from harness.records import Summary
 
 JSON = dict[str, Any]
-VERSION = 3  # 3: a side has timeout_s; the generation section (model, endpoint, tokens, cost). 2: build is {config, index}
+VERSION = 4  # 4: alerts, inputs.isolation and the digest. 3: a side has timeout_s; the generation section. 2: build is {config, index}
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,11 @@ class Scorecard:
     changes: Mapping[str, Any]  # changes.what_changed, or {"error"}
     tests: Mapping[str, Any]  # changes.run_candidate_tests
     notes: Sequence[str]
+    alerts: Sequence[str]  # shown before anything else: an unconfined candidate, a baseline that never built
     rubric: Sequence[Mapping[str, Any]]  # rubric.build_rubric, with the ratings folded in
     ratings: Mapping[str, Any]  # {"file", "rated", "of", "total", "max", "mean"}
     seconds: float  # how long grading took
+    digest: str = ""  # digest.sign of the rest, set when the files are written
 
     def to_json(self) -> JSON:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -12,12 +12,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
+from grader.capped_log import CappedLog
 from grader.export import EXPORT_MESSAGE, held_back
+from grader.isolation import Jail
+from grader.sandbox import memory_cap
 from grader.safegit import git
 
 COMPARED = ("exercise", "tests")  # folders compared file by file when there is no bundle commit
@@ -137,27 +138,35 @@ def parse_pytest_summary(output: str) -> dict[str, int]:
     return counts
 
 
-def run_candidate_tests(candidate: Path, log: Path, timeout_s: float = 600.0) -> dict:
-    """Run the candidate's fast tests in their folder; never raises on failure, hang or missing tests."""
-    command = [sys.executable, *TEST_COMMAND]
+def run_candidate_tests(jail: Jail, log: Path, timeout_s: float = 600.0, memory_mb: int = 0) -> dict:
+    """Run the candidate's fast tests in their folder inside `jail`, under the workers' memory cap; never raises
+    on failure, hang or missing tests. The output is kept capped (CappedLog) in `log`."""
     shown = "python " + " ".join(f'"{a}"' if " " in a else a for a in TEST_COMMAND)
-    if not (candidate / "tests").is_dir():
+    if not (jail.candidate / "tests").is_dir():
         return {"command": shown, "ran": False, "line": "no tests/ folder in the candidate's repository"}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ragkata-grade-tests-") as runs:
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "RAGKATA_RUNS_DIR": runs}
+    # RAGKATA_RUNS_DIR: their tests' runs go to a throwaway folder, not their runs/; PYTHONPATH empty: their own
+    # harness/ and exercise/ are under test, not the interviewer's.
+    argv, env, cwd = jail.command(["python", *TEST_COMMAND], {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": "",
+                                                             "RAGKATA_RUNS_DIR": "/tmp/ragkata-test-runs"})
+    if jail.level == "none":
         env.pop("PYTHONPATH", None)
-        proc = subprocess.Popen(command, cwd=candidate, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            output, _ = proc.communicate(timeout=timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            timed_out = True
+    capped = CappedLog(log)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=memory_cap(memory_mb))
+    pump = capped.pump(proc.stdout)
+    try:
+        proc.wait(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        jail.kill()
+        proc.wait()
+        timed_out = True
+    pump.join(timeout=10)
+    capped.close()
+    output = log.read_bytes()
     text = output.decode("utf-8", "replace")
-    log.write_text(text, encoding="utf-8")
     counts = parse_pytest_summary(text)
     seconds = round(time.perf_counter() - started, 1)
     first = next((line[1:].strip() for line in text.splitlines() if line.startswith("E ")), "")

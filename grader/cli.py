@@ -35,6 +35,13 @@ def grade_command(
     llm_api_key_env: Optional[str] = typer.Option(None, "--llm-api-key-env", help="NAME of your environment variable holding "
                                                   "the endpoint's key (default: your Config's llm_api_key_env)"),
     memory_mb: int = typer.Option(6144, "--memory-mb", help="address-space cap per pipeline worker in MB (0 = none; not enforced on macOS)"),
+    build_timeout: float = typer.Option(900.0, "--build-timeout", help="seconds allowed for each pipeline's build (a cold "
+                                        "dense build embeds the corpus; what it embedded is kept for the next grade)"),
+    side_timeout: float = typer.Option(3600.0, "--side-timeout", help="seconds allowed for each side's whole run; "
+                                       "questions left then are scored as not run"),
+    isolation: str = typer.Option("auto", "--isolation", help="how the candidate's code is confined: bwrap (Linux), "
+                                  "docker (the project's image, Docker or Podman), none (unconfined, and the scorecard "
+                                  "says so), or auto: bwrap, else docker, else refuse"),
     ratings: Optional[Path] = typer.Option(None, "--ratings", help="your ratings, from ratings.template.json in --out"),
     render_only: bool = typer.Option(False, "--render-only", help="fold --ratings into the scorecard in --out without re-running"),
     skip_tests: bool = typer.Option(False, "--skip-tests", help="do not run the candidate's own tests"),
@@ -57,8 +64,12 @@ def grade_command(
     else:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"--timeout {timeout:g} is not a positive number of seconds; example: --timeout 60")
-        limits = (Limits(memory_mb=memory_mb) if timeout is None  # a generator=llm side then gets a longer limit
-                  else Limits(timeout_s=timeout, llm_timeout_s=timeout, memory_mb=memory_mb))
+        for flag, value in (("--build-timeout", build_timeout), ("--side-timeout", side_timeout)):
+            if not value > 0:
+                raise ValueError(f"{flag} {value:g} is not a positive number of seconds; example: {flag} 1800")
+        bounds = dict(memory_mb=memory_mb, build_timeout_s=build_timeout, side_timeout_s=side_timeout)
+        limits = (Limits(**bounds) if timeout is None  # a generator=llm side then gets a longer limit
+                  else Limits(timeout_s=timeout, llm_timeout_s=timeout, **bounds))
         endpoint = interviewer_endpoint(llm_base_url, llm_model, llm_api_key_env, config or [])
         default_holdout = Path("golden_set/holdout.jsonl")
         holdout = holdout or (default_holdout if default_holdout.is_file() else None)
@@ -77,7 +88,7 @@ def grade_command(
                     step.finish()
 
             card = grade(candidate, out, dev, holdout, corpus, reference, config or [], limits,
-                         ratings, run_tests=not skip_tests, progress=advance, endpoint=endpoint)
+                         ratings, run_tests=not skip_tests, progress=advance, endpoint=endpoint, isolation=isolation)
         for side, info in card.sides.items():
             for incident in info.incidents:
                 console.print(f"[red]{incident.splitlines()[0]}[/red]", markup=True, highlight=False)

@@ -27,8 +27,11 @@ HELD_BACK = (
     "tests/test_grader.py",
     "tests/test_holdout.py",
     "tests/test_solutions.py",
+    "tests/test_isolation.py",
     "tests/test_git_safety.py",
+    "bench/isolation.py",  # grades with the grader
     "tests/fixtures/broken_candidate/",
+    "tests/fixtures/hostile_candidate/",
 )
 # A line starting with this (after indentation) is dropped from a kept file together with the line below it,
 # e.g. the `ragkata-grader` script in pyproject.toml and the Dockerfile's `COPY grader grader`.

@@ -1,10 +1,13 @@
 """`ragkata-grader grade`: run starter, candidate and reference on dev and holdout, score them here, write the scorecard.
 
-Each pipeline runs in a killable worker (sandbox.py); each answer is scored in this process with
-harness.scoring.score_sample and appended at once to <out>/runs/<side>-<split>/samples.jsonl; the
-summaries are computed from those lines. Whatever the candidate's code does, the three scorecard files
-are written. The scorecard is a Scorecard record (card.py). A side whose Config says generator=llm calls
-the interviewer's endpoint (sandbox.Endpoint) under a longer per-question limit, and the notes say so.
+Each pipeline runs in a killable worker (sandbox.py), the candidate's inside a Jail (isolation.py) with a
+private copy of their repository, where their own tests run too. Each answer arrives over the worker's
+pipe, is scored in this process with harness.scoring.score_sample, kept in memory and appended to
+<out>/runs/<side>-<split>/samples.jsonl for the record; the summaries come from memory, never from a
+file the candidate could reach. Whatever the candidate's code does, the three scorecard files are
+written, signed with a key only the interviewer holds (digest.py), and --render-only refuses a changed
+scorecard.json. A side whose Config says generator=llm calls the interviewer's endpoint (sandbox.Endpoint)
+under a longer per-question limit, and the notes say so.
 Left out on purpose: the layout of the scorecard (render_md.py, render_html.py).
 """
 
@@ -20,9 +23,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from grader import changes as changes_mod
+from grader import digest
 from grader import rubric as rubric_mod
 from grader import scorecard as sc
 from grader.card import VERSION, Scorecard, Side
+from grader.isolation import PROTECTS, Jail, choose
 from grader.render_html import render_html
 from grader.render_md import render_md
 from grader.sandbox import (INTERVIEWER_ROOT, LLM_BACKOFF_S, LLM_TRIES, Endpoint, Limits, Session, Target, endpoint_host,
@@ -31,7 +36,7 @@ from grader.timeline import build_timeline, git, llm_of
 from harness.corpus import corpus_hash, load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
 from harness.records import Sample
-from harness.runner import append_sample, file_sha256, read_samples, write_json
+from harness.runner import append_sample, file_sha256, write_json
 from harness.scoring import SourceCorpus, score_sample, summarize
 
 FILES = ("scorecard.json", "scorecard.md", "scorecard.html")
@@ -48,9 +53,13 @@ def _targets(candidate: Path, reference: str, config: Sequence[str]) -> dict[str
 
 
 def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], corpus: Path, sources: SourceCorpus,
-             limits: Limits, out: Path, progress: Progress,
-             endpoint: Endpoint = Endpoint()) -> tuple[Side, dict[str, list[Sample]]]:
-    """Run one side over every question; (side info, {split: scored samples}). Never raises for the pipeline."""
+             limits: Limits, out: Path, progress: Progress, endpoint: Endpoint = Endpoint(),
+             jail: Jail | None = None) -> tuple[Side, dict[str, list[Sample]]]:
+    """Run one side over every question, inside `jail` when given; (side info, {split: scored samples}).
+
+    The samples are the ones scored here, in memory; the samples.jsonl files are a record, never read back.
+    Never raises for the pipeline.
+    """
     folders = {split: out / "runs" / f"{target.label}-{split}" for split in sc.SPLITS}
     for folder in folders.values():
         shutil.rmtree(folder, ignore_errors=True)
@@ -60,17 +69,20 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
     log.write_bytes(b"")
     session, done = Session(on_progress=lambda d, t: progress(f"{target.label}: embedding", d, t)), set()
     files = {split: (folder / "samples.jsonl").open("a", encoding="utf-8") for split, folder in folders.items()}
+    samples: dict[str, list[Sample]] = {split: [] for split in sc.SPLITS}
 
     def record(key: str, answer, error: str | None, wall_ms: float) -> None:
         split, question = questions[key]
-        append_sample(files[split], score_sample(question, answer, error, sources, wall_ms))
+        sample = score_sample(question, answer, error, sources, wall_ms)
+        samples[split].append(sample)
+        append_sample(files[split], sample)
         done.add(key)
         progress(target.label, len(done), len(questions))
 
     progress(target.label, 0, len(questions))  # the side starts: its pipeline builds before the first answer
     try:
         for outcome in run_target(target, [(k, q.question) for k, (_, q) in questions.items()], corpus, limits, log, session,
-                                  endpoint):
+                                  endpoint, jail):
             record(outcome.key, outcome.answer, outcome.error, outcome.wall_ms)
     except Exception as exc:  # a grader bug or an OS failure: keep what was scored, mark the rest
         why = endpoint.scrub(f"{type(exc).__name__}: {exc}")
@@ -81,7 +93,6 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
     finally:
         for handle in files.values():
             handle.close()
-    samples = {split: read_samples(folder / "samples.jsonl") for split, folder in folders.items()}
     for split, folder in folders.items():
         if samples[split]:
             write_json(folder / "summary.json", summarize(samples[split]).to_json())
@@ -178,14 +189,20 @@ def _llm_notes(inputs: Mapping, sides: Mapping[str, Side], summaries: Mapping, r
 def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, corpus: Path = Path("corpus"),
           reference: str = "grader.solutions", config: Sequence[str] = (), limits: Limits = Limits(),
           ratings: Path | None = None, run_tests: bool = True, tests_timeout_s: float = 600.0,
-          progress: Progress = lambda side, done, total: None, endpoint: Endpoint = Endpoint()) -> Scorecard:
+          progress: Progress = lambda side, done, total: None, endpoint: Endpoint = Endpoint(),
+          isolation: str = "auto") -> Scorecard:
     """Grade the candidate folder and write scorecard.{json,md,html} and ratings.template.json into out.
 
     endpoint: the interviewer's language model, for a side whose Config says generator=llm.
+    isolation: how the candidate's code is confined (isolation.choose); IsolationError, before anything
+    runs, when it cannot be.
     """
     candidate, out, corpus = candidate.resolve(), out.resolve(), corpus.resolve()
     if not (candidate / "exercise").is_dir():
         raise FileNotFoundError(f"{candidate}: no exercise/ folder; pass --candidate the folder the candidate worked in")
+    if INTERVIEWER_ROOT == candidate or candidate in INTERVIEWER_ROOT.parents:
+        raise ValueError(f"this grader runs from {INTERVIEWER_ROOT}, inside the candidate's folder {candidate}: their "
+                         "copy of grader/ and harness/ would judge them; run ragkata-grader from your own clone and venv")
     rated = rubric_mod.read_ratings(ratings) if ratings else {}
     golden = {"dev": read_golden(dev), "holdout": read_golden(holdout) if holdout else []}
     documents = {d.doc_id: d for d in load_corpus(corpus)}
@@ -193,24 +210,32 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
     if not golden["dev"]:
         raise ValueError(f"{dev}: no questions; pass --dev a golden file with at least one question")
     questions = {f"{split}/{q.id}": (split, q) for split in sc.SPLITS for q in golden[split]}
+    level = choose(isolation)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
     sides, samples, load = {}, {}, []
-    for side, target in _targets(candidate, reference, config).items():
+    with Jail.create(level, candidate, corpus, memory_mb=limits.memory_mb, endpoint_url=endpoint.base_url) as jail:
+        for side, target in _targets(candidate, reference, config).items():
+            load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+            sides[side], samples[side] = evaluate(target, questions, corpus, sources, limits, out, progress, endpoint,
+                                                  jail if target.candidate else None)
         load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
-        sides[side], samples[side] = evaluate(target, questions, corpus, sources, limits, out, progress, endpoint)
-    load.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+        tests = (_guarded("tests", lambda: changes_mod.run_candidate_tests(jail, out / "logs" / "tests.log",
+                                                                           tests_timeout_s, limits.memory_mb))
+                 if run_tests else {"ran": False, "line": "not run (--skip-tests)"})
     summaries = {side: {**{split: summarize(samples[side][split]) if samples[side][split] else None for split in sc.SPLITS},
                         "all": summarize([s for split in sc.SPLITS for s in samples[side][split]])}
                  for side in sc.SIDES}
     by_key = {(split, q.id): q for split, q in questions.values()}
+    unbuilt = tuple(side for side in ("starter", "reference") if sides[side].build is None)
     head = git(candidate, "rev-parse", "HEAD")
     inputs = {"dev": {"path": str(dev), "sha256": file_sha256(dev), "questions": len(golden["dev"])},
               "holdout": {"path": str(holdout), "sha256": file_sha256(holdout), "questions": len(golden["holdout"])}
               if holdout else None,
               "corpus": {"path": str(corpus), "sha256": corpus_hash(corpus)},
               "limits": dict(limits.__dict__), "reference": reference, "candidate_config": list(config),
+              "isolation": {"level": level, "protects": PROTECTS[level]},
               "load_average": round(max(load), 2), "cpu_count": os.cpu_count(),
               "llm": {"model": endpoint.model, "endpoint": endpoint_host(endpoint.base_url) if endpoint.base_url else None,
                       "api_key_env": endpoint.api_key_env, "api_key_set": bool(endpoint.api_key)}}
@@ -225,47 +250,61 @@ def grade(candidate: Path, out: Path, dev: Path, holdout: Path | None = None, co
         inputs=inputs,
         sides=sides,
         summaries=summaries,
-        headline=sc.headline(summaries),
+        headline=sc.headline(summaries, unbuilt),
         per_tag=sc.per_tag(summaries),
         failures=sc.failures(samples, by_key, documents, sides["candidate"].timeout_s),
         latency=sc.latency(summaries, samples, sides),
         generation=sc.generation(summaries, sides),
         timeline=timeline,
         changes=_guarded("what changed", lambda: changes_mod.what_changed(candidate, INTERVIEWER_ROOT)),
-        tests=(_guarded("tests", lambda: changes_mod.run_candidate_tests(candidate, out / "logs" / "tests.log",
-                                                                         tests_timeout_s))
-               if run_tests else {"ran": False, "line": "not run (--skip-tests)"}),
+        tests=tests,
         notes=_notes(inputs, sides, summaries, timeline, holdout, reference, limits),
+        alerts=_alerts(level, unbuilt),
         rubric=[], ratings={}, seconds=0.0,  # filled in below: the rubric's evidence reads the sections above
     )
     rubric, totals = rubric_mod.fold(rubric_mod.build_rubric(card), rated)
     card = dataclasses.replace(card, rubric=rubric, ratings={"file": str(ratings) if ratings else None, **totals},
                                seconds=round(time.perf_counter() - started, 1))
-    write(card, out)
-    return card
+    return write(card, out)
+
+
+def _alerts(level: str, unbuilt: Sequence[str]) -> list[str]:
+    """What the reader must see before any number: an unconfined candidate, a baseline that never built."""
+    alerts = [PROTECTS["none"]] if level == "none" else []
+    for side in unbuilt:
+        alerts.append(f"the {side} pipeline failed to build (see its incident below): its columns are errors, and "
+                      + ("no gap is flagged against it" if side == "reference" else "no comparison with it means anything"))
+    return alerts
 
 
 def write(card: Scorecard, out: Path) -> list[Path]:
-    """Write the three scorecard files (and the ratings template) into out."""
+    """Sign the scorecard (digest.sign) and write its three files (and the ratings template) into out."""
     out.mkdir(parents=True, exist_ok=True)
+    card = dataclasses.replace(card, digest=digest.sign(card.to_json()))
     (out / "scorecard.json").write_text(json.dumps(card.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "scorecard.md").write_text(render_md(card), encoding="utf-8")
     (out / "scorecard.html").write_text(render_html(card), encoding="utf-8")
     template = out / "ratings.template.json"
     template.write_text(json.dumps(rubric_mod.ratings_template(), indent=2) + "\n", encoding="utf-8")
-    return [out / name for name in FILES]
+    return card
 
 
 def read_scorecard(path: Path) -> Scorecard:
     """Read a scorecard.json; ValueError naming the file and the fix when it is not one this grader wrote."""
+    again = f"grade again with `ragkata-grader grade --out {path.parent}`"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("version") != VERSION:
             raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a scorecard this grader can read ({type(exc).__name__}: {exc}); {again}") from None
+    problem = digest.check(data)
+    if problem:
+        raise ValueError(f"{path}: refused, {problem}; {again}")
+    try:
         return Scorecard.from_json(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"{path}: not a scorecard this grader can read ({type(exc).__name__}: {exc}); "
-                         f"grade again with `ragkata-grader grade --out {path.parent}`") from None
+        raise ValueError(f"{path}: not a scorecard this grader can read ({type(exc).__name__}: {exc}); {again}") from None
 
 
 def fold_ratings(out: Path, ratings: Path) -> Scorecard:
@@ -277,5 +316,4 @@ def fold_ratings(out: Path, ratings: Path) -> Scorecard:
     card = read_scorecard(path)
     rubric, totals = rubric_mod.fold(card.rubric, rated)
     card = dataclasses.replace(card, rubric=rubric, ratings={"file": str(ratings), **totals})
-    write(card, out)
-    return card
+    return write(card, out)

@@ -11,7 +11,7 @@ from html import escape
 
 from grader.card import Scorecard
 from grader.charts import SIDE_COLOURS, grouped_bars, timeline_chart
-from grader.scorecard import SIDES, TAG_RECALL, index_line, limits_line, models, usd
+from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, usd
 from grader.timeline import discipline_lines
 
 CSS = """
@@ -95,12 +95,13 @@ def render_html(card: Scorecard) -> str:
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>ragkata scorecard: {e(cand['name'])}</title><style>{CSS}</style></head><body><main>",
+             *(f'<div class="banner bad"><b>{e(alert)}</b></div>' for alert in card.alerts),
              f"<h1>ragkata scorecard: {e(cand['name'])}</h1>",
              f'<p class="muted">{e(card.generated)} · {e(cand["dir"])}'
              + (f" · commit {e(cand['commit'][:7])}{' (uncommitted changes)' if cand['dirty'] else ''}" if cand.get("commit") else "")
              + f" · dev {card.inputs['dev']['questions']} questions · holdout "
              f"{card.inputs['holdout']['questions'] if card.inputs['holdout'] else 0} questions · limits "
-             f"{e(limits_line(card))}, {card.inputs['limits']['memory_mb']} MB"
+             f"{e(limits_line(card))}, {card.inputs['limits']['memory_mb']} MB · isolation {e(isolation(card))}"
              + "".join(f" · {e(side)} model <b>{e(model)}</b> at <code>{e(host)}</code>" for side, model, host in models(card))
              + "</p>",
              '<nav>' + "".join(f'<a href="#s{i}">{i}. {name}</a>' for i, name in enumerate(
@@ -115,7 +116,7 @@ def render_html(card: Scorecard) -> str:
             parts.append(section(card))
         except Exception as exc:  # one broken section must not lose the others
             parts.append(f'<div class="banner bad">section unavailable: {e(type(exc).__name__)}: {e(exc)}</div>')
-    parts.append("</main></body></html>\n")
+    parts.append(f'<p class="muted">digest {e(card.digest)} (checked by --render-only)</p></main></body></html>\n')
     return "\n".join(parts)
 
 

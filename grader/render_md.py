@@ -7,7 +7,7 @@ any computation beyond formatting. Candidate text is shown as inline code or quo
 from __future__ import annotations
 
 from grader.card import Scorecard
-from grader.scorecard import SIDES, TAG_RECALL, index_line, limits_line, models, usd
+from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, usd
 
 
 def f(value: object, digits: int = 3) -> str:
@@ -32,13 +32,14 @@ def arrow(values: dict, digits: int = 3) -> str:
 
 
 def render_md(card: Scorecard) -> str:
-    lines = [f"# ragkata scorecard: {card.candidate['name']}", "",
+    lines = [*(f"> **{alert}**" for alert in card.alerts), *([""] if card.alerts else []),
+             f"# ragkata scorecard: {card.candidate['name']}", "",
              f"Generated {card.generated} from `{card.candidate['dir']}`"
              + (f" at commit `{card.candidate['commit'][:7]}`" + (" (uncommitted changes)" if card.candidate['dirty'] else "")
                 if card.candidate.get("commit") else "") + ".",
              f"Dev: {card.inputs['dev']['questions']} questions; holdout: "
              f"{card.inputs['holdout']['questions'] if card.inputs['holdout'] else 0} questions. "
-             f"Limits: {limits_line(card)}, {card.inputs['limits']['memory_mb']} MB memory. "
+             f"Limits: {limits_line(card)}, {card.inputs['limits']['memory_mb']} MB memory; isolation {isolation(card)}. "
              + "".join(f"The {side} called {code(model)} at {code(host)}. " for side, model, host in models(card))
              + "Values read starter → candidate → reference.", ""]
     for side in SIDES:
@@ -51,6 +52,7 @@ def render_md(card: Scorecard) -> str:
         lines.append(f"> note: {note}")
     lines.append("")
     lines += _headline(card) + _per_tag(card) + _failures(card) + _latency(card) + _timeline(card) + _changes(card) + _rubric(card)
+    lines += ["", f"Digest {code(card.digest)} (checked by --render-only)."]
     return "\n".join(lines) + "\n"
 
 

@@ -7,8 +7,11 @@ question as an error. Nothing here raises because of what the pipeline does.
 A side whose Config says generator=llm gets a longer limit (question_timeout) and the interviewer's
 endpoint (Endpoint): its URL and model as RAGKATA_LLM_* variables, its key in the worker's environment
 only, never on a command line, and blanked out of every error line and log this module keeps.
-Left out on purpose: scoring (grade.py), and a network or file-system jail: this stops broken code,
-not malicious code. The memory cap is RLIMIT_AS, which Linux enforces and macOS ignores.
+A candidate's worker starts inside its Jail (isolation.py), which keeps it from the interviewer's files,
+network and processes; the starter and the reference are the interviewer's code and run unjailed. The
+worker's output goes to a CappedLog, so a pipeline that prints without end cannot fill the disk, and each
+side has a wall-time limit (Limits.side_timeout_s) after which its remaining questions are not run.
+Left out on purpose: scoring (grade.py). The memory cap is RLIMIT_AS, which Linux enforces and macOS ignores.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from exercise.contracts import Answer
+from grader.capped_log import CappedLog
+from grader.isolation import INTERVIEWER_ROOT, Jail
 from harness.records import IndexReport, answer_from_json
 
-INTERVIEWER_ROOT = Path(__file__).resolve().parents[1]
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # an answer line larger than this counts as a crash
 KEY_VARIABLE = "RAGKATA_GRADER_LLM_KEY"  # carries the API key to the worker, which moves it to the Config's llm_api_key_env
 LLM_TRIES, LLM_BACKOFF_S = 3, 3.0  # as exercise/llm.py: TRIES calls per question, with waits of 1 s and 2 s between
@@ -42,6 +46,7 @@ class Limits:
     timeout_s: float = 30.0  # per question, from sending it to reading its answer
     llm_timeout_s: float | None = None  # per question for a generator=llm side; None: question_timeout works it out
     build_timeout_s: float = 900.0  # loading the corpus and build_pipeline (a first dense build embeds it all)
+    side_timeout_s: float = 3600.0  # one side's whole run, builds and questions; what is left then is not run
     memory_mb: int = 6144  # address-space cap of the worker (torch alone maps ~3 GB); 0 = no cap
     max_restarts: int = 30  # after this many kills or crashes in all, the remaining questions are not run
     max_in_a_row: int = 5  # ... or after this many questions in a row time out or crash: the pipeline is stuck
@@ -202,20 +207,25 @@ class WorkerDied(Exception):
 class _Worker:
     """One worker process and the byte buffer of its protocol channel."""
 
-    def __init__(self, target: Target, corpus: Path, limits: Limits, log: Path, endpoint: Endpoint = Endpoint()):
-        cmd = [sys.executable, "-P", "-m", "grader.worker", "--pipeline", target.module, "--corpus", str(corpus),
-               "--config", json.dumps(list(target.config))]
+    def __init__(self, target: Target, corpus: Path, limits: Limits, log: CappedLog, endpoint: Endpoint = Endpoint(),
+                 jail: Jail | None = None):
+        variables = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
+                     "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **endpoint.environment()}
+        cmd = ["python", "-P", "-m", "grader.worker", "--pipeline", target.module,
+               "--corpus", jail.corpus_path if jail else str(corpus), "--config", json.dumps(list(target.config))]
         if target.candidate:
-            cmd += ["--candidate-root", str(target.root)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(INTERVIEWER_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **endpoint.environment()}
-        self.log = log
-        with log.open("ab") as err:
-            err.write(f"--- {time.strftime('%H:%M:%S')} start {target.label}: {' '.join(cmd)}\n".encode())
-            err.flush()
-            self.proc = subprocess.Popen(cmd, cwd=target.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, start_new_session=True, preexec_fn=_memory_cap(limits.memory_mb))
+            cmd += ["--candidate-root", jail.root if jail else str(target.root)]
+        if jail:
+            argv, env, cwd = jail.command(cmd, variables)
+        else:  # the interviewer's own code: the starter or the reference
+            path = os.pathsep.join([str(INTERVIEWER_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+            argv, env, cwd = [sys.executable, *cmd[1:]], {**os.environ, "PYTHONPATH": path, **variables}, target.root
+        self.log, self.jail = log, jail
+        log.write(f"--- {time.strftime('%H:%M:%S')} start {target.label}: {' '.join(cmd)}\n".encode())
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=memory_cap(limits.memory_mb))
+        self.pump = log.pump(self.proc.stderr)
         self.buffer = b""
 
     def send(self, message: dict) -> None:
@@ -268,8 +278,11 @@ class _Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: the pipeline's own children too
         except (ProcessLookupError, PermissionError):
             pass
+        if self.jail:
+            self.jail.kill()  # a container outlives its client
         self.proc.wait()
         self.close()
+        self.pump.join(timeout=5)
 
     def close(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -288,7 +301,7 @@ class _Worker:
         self.kill()
 
 
-def _memory_cap(memory_mb: int):
+def memory_cap(memory_mb: int):
     if memory_mb <= 0:
         return None
 
@@ -302,25 +315,28 @@ def _memory_cap(memory_mb: int):
     return apply
 
 
-def log_tail(path: Path, lines: int = 6) -> str:
+def log_tail(log: CappedLog, lines: int = 6) -> str:
     """The last lines of the worker log, for error lines in the scorecard."""
     try:
-        text = path.read_bytes()[-4000:].decode("utf-8", "replace")
+        text = log.last_text()
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def run_target(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: Path,
-               session: Session, endpoint: Endpoint = Endpoint()) -> Iterator[Outcome]:
+               session: Session, endpoint: Endpoint = Endpoint(), jail: Jail | None = None) -> Iterator[Outcome]:
     """Answer every (key, question) in order, one Outcome each, whatever the pipeline does.
 
-    Error lines, incidents and the worker log are kept with the endpoint's API key blanked out.
+    The worker runs inside `jail` when one is given. Error lines, incidents and the worker log (capped:
+    CappedLog) are kept with the endpoint's API key blanked out.
     """
+    capped = CappedLog(log)
     try:
-        for outcome in _run(target, questions, corpus, limits, log, session, endpoint):
+        for outcome in _run(target, questions, corpus, limits, capped, session, endpoint, jail):
             yield dataclasses.replace(outcome, error=endpoint.scrub(outcome.error)) if outcome.error else outcome
     finally:
+        capped.close()
         limit = session.timeout_s if session.timeout_s is not None else limits.timeout_s
         if session.timeouts:
             session.incidents.append(f"{target.label} pipeline: {session.timeouts} question(s) timed out "
@@ -345,15 +361,17 @@ def _scrub_file(path: Path, endpoint: Endpoint) -> None:
         pass
 
 
-def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: Path,
-         session: Session, endpoint: Endpoint) -> Iterator[Outcome]:
+def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, limits: Limits, log: CappedLog,
+         session: Session, endpoint: Endpoint, jail: Jail | None) -> Iterator[Outcome]:
     pending = list(questions)
     restarts = in_a_row = 0
     ever_ready = False
+    deadline = time.monotonic() + limits.side_timeout_s
     while pending:
         try:
-            worker = _Worker(target, corpus, limits, log, endpoint)
-            ready = _until_ready(worker, limits.build_timeout_s, session.on_progress)
+            worker = _Worker(target, corpus, limits, log, endpoint, jail)
+            ready = _until_ready(worker, min(limits.build_timeout_s, max(0.0, deadline - time.monotonic())),
+                                 session.on_progress)
         except WorkerDied as exc:
             ready = {"event": "fatal", "error": f"WorkerDied: the worker {exc} before it was ready"}
         except OSError as exc:
@@ -362,7 +380,10 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
                 yield Outcome(key, None, f"PipelineBuildError: could not start a worker: {exc}", 0.0)
             return
         if ready is None:
-            ready = {"event": "fatal", "error": f"TimeoutError: the pipeline did not build within {limits.build_timeout_s:g} s"}
+            ready = {"event": "fatal", "error": f"TimeoutError: the pipeline did not build within {limits.build_timeout_s:g} s "
+                                                "(--build-timeout; embeddings are cached as they are made, so grading again resumes)"
+                     if time.monotonic() < deadline else f"TimeoutError: the side's wall-time limit of "
+                                                         f"{limits.side_timeout_s:g} s ran out (--side-timeout)"}
         if ready.get("event") != "ready":
             worker.kill()
             error = str(ready.get("error", "unknown start-up failure"))
@@ -374,18 +395,27 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
                 yield Outcome(key, None, f"PipelineBuildError: {error}", 0.0)
             return
         if not ever_ready:
-            session.build = Build.from_json(ready)
+            session.build = _as_called(Build.from_json(ready), jail, endpoint)
             session.timeout_s = question_timeout(limits, session.build.config)
         timeout_s = session.timeout_s if session.timeout_s is not None else limits.timeout_s
         ever_ready = True
         session.peak_rss_mb = max(session.peak_rss_mb, _number(ready.get("peak_rss_mb")))
         broke = False
         while pending and not broke:
+            if time.monotonic() >= deadline:
+                worker.kill()
+                why = f"the side's wall-time limit of {limits.side_timeout_s:g} s ran out (--side-timeout)"
+                session.not_run += len(pending)
+                session.incidents.append(f"{target.label} pipeline: {why}; {len(pending)} remaining questions scored as "
+                                         "errors without running")
+                for key, _ in pending:
+                    yield Outcome(key, None, f"NotRun: {why}", 0.0)
+                return
             key, question = pending[0]
             started = time.perf_counter()
             worker.send({"key": key, "question": question})
             try:
-                message = _answer_for(worker, key, timeout_s)
+                message = _answer_for(worker, key, min(timeout_s, max(0.0, deadline - time.monotonic())))
             except WorkerDied as exc:
                 wall_ms = (time.perf_counter() - started) * 1000
                 cap = f"; a memory cap of {limits.memory_mb} MB is set" if limits.memory_mb else ""
@@ -415,10 +445,10 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
             try:
                 answer = answer_from_json(question, message.get("answer"))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                yield Outcome(key, None, f"MalformedAnswer: the worker's answer could not be read "
-                                         f"({type(exc).__name__}: {exc})", wall_ms)
+                yield Outcome(key, None, f"malformed: {exc}" if isinstance(exc, ValueError) else
+                              f"malformed: the answer could not be read ({type(exc).__name__}: {exc})", wall_ms)
                 continue
-            yield Outcome(key, _finite_latency(answer), None, wall_ms)
+            yield Outcome(key, answer, None, wall_ms)
         if broke:
             worker.kill()
             restarts += 1
@@ -435,11 +465,11 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
             worker.stop()
 
 
-def _finite_latency(answer: Answer) -> Answer:
-    """The answer without NaN or infinite latencies, which would poison the percentiles."""
-    if all(math.isfinite(v) for v in answer.latency_ms.values()):
-        return answer
-    return dataclasses.replace(answer, latency_ms={k: v for k, v in answer.latency_ms.items() if math.isfinite(v)})
+def _as_called(build: Build, jail: Jail | None, endpoint: Endpoint) -> Build:
+    """The build with the endpoint named as the interviewer gave it, not as the jail's route rewrote it."""
+    if jail and jail.route and endpoint.base_url and build.config.get("llm_base_url") == jail.route.inside_url:
+        return dataclasses.replace(build, config={**build.config, "llm_base_url": without_userinfo(endpoint.base_url)})
+    return build
 
 
 def _number(value: object) -> float:

@@ -17,7 +17,7 @@ from harness import metrics as m
 from harness.golden import GoldenQuestion
 from harness.metrics import KEY_METRICS, tag_metric
 from harness.records import RankedHit, Sample, Summary
-from harness.scoring import FAILURE_LABELS
+from harness.scoring import FAILURE_LABELS, SourceCorpus
 
 SIDES = ("starter", "candidate", "reference")
 SPLITS = ("dev", "holdout")
@@ -34,8 +34,9 @@ def value(summary: Summary | None, name: str) -> float | None:
     return summary.metrics.get(name) if summary else None
 
 
-def headline(summaries: Summaries) -> dict:
-    """Key metrics per side on dev and holdout, and the dev-minus-holdout gap flagged against the reference's."""
+def headline(summaries: Summaries, unbuilt: Sequence[str] = ()) -> dict:
+    """Key metrics per side on dev and holdout, and the dev-minus-holdout gap flagged against the reference's;
+    nothing is flagged (None) when the reference is among the `unbuilt` sides: its numbers are only errors."""
     rows = []
     for name in KEY_METRICS:
         row: dict = {"metric": name}
@@ -45,7 +46,7 @@ def headline(summaries: Summaries) -> dict:
                              if row["dev"][side] is not None and row["holdout"][side] is not None else None)
                       for side in SIDES}
         cand, ref = row["gap"]["candidate"], row["gap"]["reference"]
-        row["flagged"] = None if cand is None or ref is None else cand - ref > GAP_MARGIN
+        row["flagged"] = None if cand is None or ref is None or "reference" in unbuilt else cand - ref > GAP_MARGIN
         rows.append(row)
     return {"metrics": list(KEY_METRICS), "margin": GAP_MARGIN, "rows": rows}
 
@@ -68,8 +69,11 @@ def per_tag(summaries: Summaries) -> list[dict]:
     return rows
 
 
-def _covers(chunk: Chunk, question: GoldenQuestion) -> bool:
-    return any(m.covers(chunk, item) for item in question.evidence)
+def _covers(chunk: Chunk, question: GoldenQuestion, documents: Mapping[str, Document]) -> bool:
+    """Whether the corpus text at the chunk's offsets (never the text it reports) holds an evidence quote."""
+    doc = documents.get(chunk.doc_id)
+    sourced = SourceCorpus({doc.doc_id: doc.text} if doc else {}, {}).sourced(chunk)
+    return any(m.covers(sourced, item) for item in question.evidence)
 
 
 def _snippet(text: str, limit: int = SNIPPET) -> str:
@@ -80,7 +84,7 @@ def _snippet(text: str, limit: int = SNIPPET) -> str:
 def _hit_view(chunk: Chunk, question: GoldenQuestion, documents: Mapping[str, Document], score: float | None,
               **extra) -> dict:
     doc = documents.get(chunk.doc_id)
-    return {"chunk_id": chunk.chunk_id, "doc_id": chunk.doc_id, "score": score, "covers": _covers(chunk, question),
+    return {"chunk_id": chunk.chunk_id, "doc_id": chunk.doc_id, "score": score, "covers": _covers(chunk, question, documents),
             "superseded_by": doc.superseded_by or "(newer)" if doc and doc.status == "superseded" else None,
             "text": _snippet(chunk.text), **extra}
 
@@ -109,7 +113,7 @@ def opener(label: str, sample: Sample, question: GoldenQuestion, documents: Mapp
         return (f"The evidence is in {evidence_doc}, but none of the top {SCORED_DEPTH} hits contains it. Is that "
                 "chunking, tokenization or ranking, and how would you tell?")
     if label == "context_miss":
-        ranks = [hit.rank for hit in sample.retrieved if _covers(hit.chunk, question)]
+        ranks = [hit.rank for hit in sample.retrieved if _covers(hit.chunk, question, documents)]
         return (f"The evidence was retrieved at rank {ranks[0] if ranks else '?'} but never reached the generator. "
                 "What decides what goes into the context?")
     if label == "generation_miss":
@@ -263,6 +267,12 @@ def limits_line(card: Scorecard) -> str:
     base = card.inputs["limits"]["timeout_s"]
     other = [f"{side} {card.sides[side].timeout_s:g} s" for side in SIDES if card.sides[side].timeout_s != base]
     return f"{base:g} s per question" + (f" ({', '.join(other)})" if other else "")
+
+
+def isolation(card: Scorecard) -> str:
+    """How the candidate's code was confined: "bwrap", "docker" or "none (unconfined)"."""
+    level = (card.inputs.get("isolation") or {}).get("level", "?")
+    return "none (unconfined)" if level == "none" else level
 
 
 def usd(value: float | None) -> str:

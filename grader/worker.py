@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 # Imported before any pipeline code, so these bind the interviewer's own exercise.contracts.
 from exercise.contracts import IndexStats
+from grader.isolation import FORWARD_VARIABLE, forward_inside
 from grader.sandbox import KEY_VARIABLE, without_userinfo
 from harness.progress import catch_embedding_progress
 from harness.records import answer_to_json
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="[]", help="JSON list of name=value overrides")
     args = parser.parse_args(argv)
     api_key = os.environ.pop(KEY_VARIABLE, None)  # before any pipeline code runs
+    route = os.environ.pop(FORWARD_VARIABLE, None)
+    if route:  # in a jail: the interviewer's endpoint is reached through the relay (grader/isolation.py)
+        forward_inside(route)
 
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     requests = os.fdopen(os.dup(0), "r", encoding="utf-8")

@@ -186,13 +186,15 @@ def test_the_bundle_passes_its_own_make_eval_and_make_test_in_a_fresh_venv_and_c
     assert not re.search(r"failed|error", summaries[-1]), summaries[-1]
 
     from grader.grade import grade
+    from grader.isolation import bwrap_problem
 
     subset = tmp_path / "dev-subset.jsonl"
     subset.write_text("\n".join((bundle / "golden_set" / "dev.jsonl").read_text().splitlines()[:5]) + "\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAGKATA_RETRIEVER", "bm25")
         card = grade(bundle, tmp_path / "out", subset, None, INTERVIEWER_ROOT / "corpus", "exercise",
-                     limits=Limits(timeout_s=60), run_tests=False)
+                     limits=Limits(timeout_s=60), run_tests=False,
+                     isolation="bwrap" if bwrap_problem() is None else "none")
     assert card.timeline["discipline"]["runs"] == 1 and card.timeline["discipline"]["commits"] == 0
     assert card.changes["method"].startswith("git: working tree against the bundle commit")
     assert card.changes["totals"]["files"] == 0  # .venv, runs/, .pytest_cache and caches are ignored, not changes

@@ -30,6 +30,7 @@ from grader.card import Scorecard
 from grader.changes import parse_pytest_summary, run_candidate_tests, what_changed
 from grader.cli import app, main
 from grader.grade import fold_ratings, grade
+from grader.isolation import Jail, bwrap_problem
 from grader.sandbox import (INTERVIEWER_ROOT, Limits, Session, Target, endpoint_host, interviewer_endpoint,
                             question_timeout, run_target, without_userinfo)
 from grader.scorecard import index_line, usd
@@ -43,6 +44,7 @@ BROKEN = FIXTURES / "broken_candidate"
 GOLDEN = FIXTURES / "golden.jsonl"
 CORPUS = FIXTURES / "corpus"
 TIMEOUT_S = 0.5
+ISOLATION = "bwrap" if bwrap_problem() is None else "none"  # jailed where bubblewrap works; tests/test_isolation.py needs it
 CRITERIA = ["measurement_discipline", "retrieval_vs_generation", "chunking_rationale", "retrieval_design",
             "grounding_citations", "abstention", "latency_cost", "code_quality", "explaining_results"]
 
@@ -65,7 +67,7 @@ def make_candidate(root: Path, pipeline_source: str | None = None) -> Path:
 
 def run_grade(candidate: Path, out: Path, **kwargs) -> Scorecard:
     defaults = dict(dev=GOLDEN, holdout=GOLDEN, corpus=CORPUS, reference="exercise",
-                    limits=Limits(timeout_s=TIMEOUT_S, memory_mb=2048), run_tests=False)
+                    limits=Limits(timeout_s=TIMEOUT_S, memory_mb=2048), run_tests=False, isolation=ISOLATION)
     return grade(candidate, out, **{**defaults, **kwargs})
 
 
@@ -274,17 +276,21 @@ def test_the_worker_messages_are_read_with_the_harness_records(monkeypatch, tmp_
              "index": {"chunks": 4, "build_seconds": 0.5, "cached": True, "pipeline_seconds": 2.0}}
     hit = {"rank": 1, "chunk_id": "a#0", "doc_id": "a", "text": "t", "start": 0, "end": 1, "score": 1.0}
     good = {"text": "x", "citations": ["a#0"], "abstained": False, "retrieved": [hit], "context": ["a#0"],
-            "latency_ms": {"retrieve": 1.0, "total": float("nan")}}
-    answers = [{**good, "retrieved": [{"chunk_id": "a#0"}]}, {**good, "retrieved": [{**hit, "rank": 0}]}, good]
+            "latency_ms": {"retrieve": 1.0, "total": 2.0}}
+    answers = [{**good, "retrieved": [{"chunk_id": "a#0"}]}, {**good, "retrieved": [{**hit, "rank": 0}]}, good,
+               {**good, "latency_ms": {"total": float("nan")}}]
     monkeypatch.setattr(sandbox, "_Worker", lambda *args: ScriptedWorker(ready, answers))
     session = Session()
-    outcomes = list(run_target(Target("candidate", "exercise", tmp_path), [("k1", "q1"), ("k2", "q2"), ("k3", "q3")],
-                               CORPUS, Limits(), tmp_path / "log", session))
-    assert [o.error.split(":")[0] for o in outcomes[:2]] == ["MalformedAnswer"] * 2  # a hit without fields; rank 0
-    assert outcomes[0].answer is None and "KeyError" in outcomes[0].error and "rank" in outcomes[1].error
+    outcomes = list(run_target(Target("candidate", "exercise", tmp_path),
+                               [("k1", "q1"), ("k2", "q2"), ("k3", "q3"), ("k4", "q4")], CORPUS, Limits(),
+                               tmp_path / "log", session))
+    assert [o.error.split(":")[0] for o in outcomes[:2]] == ["malformed"] * 2  # a hit without fields; rank 0
+    assert outcomes[0].answer is None and "retrieved[0].score: missing" in outcomes[0].error
+    assert "rank" in outcomes[1].error
     answer = outcomes[2].answer
     assert outcomes[2].error is None and answer.citations == ("a#0",) and answer.retrieved[0].chunk.doc_id == "a"
-    assert answer.latency_ms == {"retrieve": 1.0}  # a NaN latency is dropped, not averaged
+    assert answer.latency_ms == {"retrieve": 1.0, "total": 2.0}
+    assert outcomes[3].error == "malformed: latency_ms['total']: nan is not a finite number"  # never averaged
     assert session.build.config == {"k_context": 3}
     index = session.build.index
     assert (index.chunks, index.build_seconds, index.cached, index.pipeline_seconds) == (4, 0.5, True, 2.0)
@@ -398,7 +404,8 @@ def llm_graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorecard, Pat
                 "grade", "--candidate", str(candidate), "--dev", str(GOLDEN), "--holdout", str(GOLDEN),
                 "--corpus", str(CORPUS), "--out", str(out), "--reference", "exercise", "--skip-tests", "--memory-mb", "0",
                 "--config", "generator=llm", "--config", "llm_price_in=1.0", "--config", "llm_price_out=2.0",
-                "--llm-base-url", server.url, "--llm-model", "interviewer-model", "--llm-api-key-env", "GRADER_TEST_KEY"])
+                "--llm-base-url", server.url, "--llm-model", "interviewer-model", "--llm-api-key-env", "GRADER_TEST_KEY",
+                "--isolation", ISOLATION])
         assert result.exit_code == 0, result.output
         yield Scorecard.from_json(json.loads((out / "scorecard.json").read_text())), out, server
 
@@ -495,7 +502,8 @@ def test_the_build_is_reported_as_the_index_alone_and_the_whole_pipeline(broken)
 
 
 SCORECARD_KEYS = ["version", "generated", "candidate", "inputs", "sides", "summaries", "headline", "per_tag", "failures",
-                  "latency", "generation", "timeline", "changes", "tests", "notes", "rubric", "ratings", "seconds"]
+                  "latency", "generation", "timeline", "changes", "tests", "notes", "alerts", "rubric", "ratings", "seconds",
+                  "digest"]
 
 
 def test_the_scorecard_round_trips_through_its_record(broken):
@@ -519,7 +527,8 @@ def test_fold_ratings_reads_the_scorecard_back_through_its_record(broken, tmp_pa
     assert Scorecard.from_json(json.loads((copy / "scorecard.json").read_text())) == folded
     assert {r["id"]: (r["score"], r["note"]) for r in folded.rubric}["abstention"] == (4, "swept the threshold")
     assert folded.ratings == {"file": str(ratings), "rated": 1, "of": 9, "total": 4, "max": 4, "mean": 4.0}
-    assert dataclasses.replace(folded, rubric=card.rubric, ratings=card.ratings) == card  # nothing else changed
+    assert folded.digest != card.digest  # signed again, over the ratings too
+    assert dataclasses.replace(folded, rubric=card.rubric, ratings=card.ratings, digest=card.digest) == card  # nothing else
     assert all(row["score"] is None for row in card.rubric)  # and the card it was read from is untouched
 
 
@@ -662,18 +671,21 @@ def test_the_candidates_own_tests_are_run_and_counted(tmp_path):
     repo = make_candidate(tmp_path / "c")
     (repo / "tests").mkdir()
     (repo / "tests" / "test_mine.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    assert 1 == 2\n")
-    result = run_candidate_tests(repo, tmp_path / "tests.log", timeout_s=120)
+    with Jail.create(ISOLATION, repo, CORPUS) as jail:
+        result = run_candidate_tests(jail, tmp_path / "tests.log", timeout_s=120)
     assert (result["passed"], result["failed"], result["ok"]) == (1, 1, False)
     assert "stopped at the first failure" in result["line"] and "first failure: assert 1 == 2" in result["line"]
     assert "assert 1 == 2" in (tmp_path / "tests.log").read_text()
-    assert run_candidate_tests(tmp_path / "nowhere", tmp_path / "x.log")["ran"] is False
+    (tmp_path / "nowhere").mkdir()
+    with Jail.create(ISOLATION, tmp_path / "nowhere", CORPUS) as jail:
+        assert run_candidate_tests(jail, tmp_path / "x.log")["ran"] is False
 
 
 def test_grade_cli_writes_the_files(tmp_path):
     candidate = make_candidate(tmp_path / "c", "raise SyntaxError('broken on purpose')\n")
     result = CliRunner().invoke(app, ["grade", "--candidate", str(candidate), "--dev", str(GOLDEN), "--corpus", str(CORPUS),
                                       "--out", str(tmp_path / "out"), "--reference", "exercise", "--timeout", "2",
-                                      "--skip-tests"])
+                                      "--skip-tests", "--isolation", ISOLATION])
     assert result.exit_code == 0, result.output
     assert "failed at start-up: SyntaxError" in result.output and "scorecard.html" in result.output
     card = json.loads((tmp_path / "out" / "scorecard.json").read_text())
@@ -692,13 +704,12 @@ def dev_subset(tmp_path: Path, count: int) -> Path:
 @pytest.mark.slow
 def test_grading_the_starter_on_the_real_corpus(tmp_path, monkeypatch):
     monkeypatch.delenv("RAGKATA_RETRIEVER")
-    monkeypatch.setenv("RAGKATA_CACHE_DIR", str(INTERVIEWER_ROOT / ".cache" / "ragkata"))  # one embedding cache for all sides
     subset = dev_subset(tmp_path, 8)
     candidate = tmp_path / "starter"
     shutil.copytree(INTERVIEWER_ROOT / "exercise", candidate / "exercise", ignore=shutil.ignore_patterns("__pycache__"))
     reference = "grader.solutions" if (INTERVIEWER_ROOT / "grader" / "solutions" / "pipeline.py").is_file() else "exercise"
     card = grade(candidate, tmp_path / "out", subset, subset, INTERVIEWER_ROOT / "corpus", reference,
-                 limits=Limits(timeout_s=60), run_tests=False)
+                 limits=Limits(timeout_s=60), run_tests=False, isolation=ISOLATION)
     assert all(card.sides[side].errors == 0 for side in ("starter", "candidate", "reference"))
     row = card.headline["rows"][0]
     assert row["dev"]["starter"] == pytest.approx(row["dev"]["candidate"])  # the same code scores the same
