@@ -322,3 +322,30 @@ def test_a_capped_log_keeps_head_and_tail_and_counts_the_rest(tmp_path):
     head, _, tail = (tmp_path / "log").read_bytes().partition(b"\n--- 960 bytes left out here")
     assert head == b"H" * 60 + b"x" * 40  # the first 100 bytes
     assert tail.endswith(b"T" * 100) and len(tail.split(b"---\n", 1)[1]) == 100
+
+
+def test_a_container_worker_has_no_network_a_memory_limit_and_no_key_on_its_command_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(isolation, "container_engine", lambda: "podman")
+    candidate = tmp_path / "candidate"
+    shutil.copytree(BROKEN, candidate, ignore=shutil.ignore_patterns("__pycache__"))
+    with isolation.Jail.create("docker", candidate, CORPUS, memory_mb=2048) as jail:
+        argv, env, _ = jail.command(["python", "-m", "grader.worker"], {"RAGKATA_GRADER_LLM_KEY": "sk-secret"})
+    joined = " ".join(argv)
+    assert argv[:2] == ["podman", "run"] and "--network none" in joined and "--memory 2048m" in joined
+    assert "sk-secret" not in joined and env["RAGKATA_GRADER_LLM_KEY"] == "sk-secret"  # passed as -e NAME only
+    assert f"{isolation.INSIDE_CODE}:ro" in joined and f"{CORPUS.resolve()}:{isolation.INSIDE_CORPUS}:ro" in joined
+    assert str(isolation.INTERVIEWER_ROOT) + ":" not in joined  # this repository is never mounted
+
+
+@pytest.mark.skipif(isolation.container_engine() is None, reason="neither Docker nor Podman answers here")
+def test_a_container_jail_answers_through_the_projects_image(tmp_path, monkeypatch):
+    engine = isolation.container_engine()
+    if subprocess.run([engine, "image", "inspect", isolation.DEFAULT_IMAGE], capture_output=True).returncode != 0:
+        pytest.skip(f"no {isolation.DEFAULT_IMAGE!r} image: {engine} build -t {isolation.DEFAULT_IMAGE} .")
+    monkeypatch.setenv(digest.KEY_FILE_ENV, str(tmp_path / "grader.key"))
+    monkeypatch.setenv("RAGKATA_RETRIEVER", "bm25")
+    candidate = tmp_path / "candidate"
+    shutil.copytree(BROKEN, candidate, ignore=shutil.ignore_patterns("__pycache__"))
+    card = grade(candidate, tmp_path / "out", GOLDEN, None, CORPUS, "exercise",
+                 limits=Limits(timeout_s=5, memory_mb=2048), run_tests=False, isolation="docker")
+    assert card.inputs["isolation"]["level"] == "docker" and card.sides["candidate"].build is not None
