@@ -7,7 +7,7 @@ each vector by the encoder's name, backend and text, so vectors of two backends 
 A backend is a row of BACKENDS: where the model runs and in which precision. `auto` (Config's default)
 takes a GPU when torch reports one, else bf16 on a CPU that multiplies bf16 natively (the avx512_bf16 or
 amx_tile flag: recent Intel Xeons, AMD Zen 4 and later), else fp32. bench/encoders.py measures each backend
-beside fp32: on a 2-core avx512_bf16 machine bf16 embeds about 2x as fast, cosine >= 0.999 on every chunk.
+beside fp32: on a 2-core avx512_bf16 machine bf16 embeds about 2x as fast, cosine >= 0.9999 on every chunk.
 Left out on purpose: other models, and int8/ONNX builds (no well-kept PyPI package ships one for this model).
 """
 
