@@ -9,6 +9,7 @@ import pytest
 from harness.corpus import CorpusError, corpus_hash, load_corpus, load_document, read_canaries
 
 FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
+SHIPPED = Path(__file__).parents[1] / "corpus"
 
 
 def test_loads_every_format_with_metadata():
@@ -44,10 +45,17 @@ def write(root: Path, name: str, content: str) -> Path:
 MD = "---\ntitle: T\ntype: guide\nproduct: queues\nupdated: 2026-01-02\nstatus: current\n---\nBody.\n"
 
 
+def with_shipped_manifest(root: Path) -> Path:
+    """root with a copy of the shipped corpus's manifest.yaml: the fictional company's vocabularies."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.yaml").write_text((SHIPPED / "manifest.yaml").read_text())
+    return root
+
+
 @pytest.mark.parametrize(
     "content, line, field, fix",
     [
-        ("no front matter\n", 1, "(front matter)", "must start with a '---'"),
+        ("no front matter\n", 1, "title", "front matter between '---' lines"),
         ("---\ntitle: T\n", 1, "(front matter)", "no closing '---'"),
         ("---\ntitle: A: B\ntype: guide\n---\nx\n", 2, "(front matter)", "quote a value that contains ': '"),
         (MD.replace("product: queues\n", ""), 1, "product", "missing"),
@@ -60,7 +68,7 @@ MD = "---\ntitle: T\ntype: guide\nproduct: queues\nupdated: 2026-01-02\nstatus: 
     ],
 )
 def test_markdown_errors_name_line_field_and_fix(tmp_path, content, line, field, fix):
-    path = write(tmp_path, "doc.md", content)
+    path = write(with_shipped_manifest(tmp_path), "doc.md", content)
     with pytest.raises(CorpusError) as error:
         load_document(path, tmp_path)
     assert (error.value.line, error.value.field) == (line, field)
@@ -78,7 +86,7 @@ def test_text_header_errors(tmp_path):
 
 def test_html_meta_error_points_at_the_meta_line(tmp_path):
     source = (FIXTURES / "guides/errors.html").read_text().replace('content="api-reference"', 'content="manual"')
-    path = write(tmp_path, "errors.html", source)
+    path = write(with_shipped_manifest(tmp_path), "errors.html", source)
     with pytest.raises(CorpusError) as error:
         load_document(path, tmp_path)
     assert error.value.field == "type" and error.value.line == 4
