@@ -114,6 +114,9 @@ class Generator(Protocol):
 
 
 class Pipeline(Protocol):
+    """May also define warm_up(questions: list[str]) -> None, which the harness calls once, untimed, with
+    every question of a run before timing any (the starter's encodes the new ones in one batch)."""
+
     def answer(self, question: str) -> Answer:
         """Retrieve, choose the context, generate: one Answer per question."""
         ...

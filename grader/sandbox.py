@@ -399,6 +399,15 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
             session.timeout_s = question_timeout(limits, session.build.config)
         timeout_s = session.timeout_s if session.timeout_s is not None else limits.timeout_s
         ever_ready = True
+        worker.send({"warm_up": [question for _, question in pending]})  # untimed, within the build's limits
+        try:
+            warmed = _until_ready(worker, min(limits.build_timeout_s, max(0.0, deadline - time.monotonic())),
+                                  session.on_progress)
+        except WorkerDied:
+            warmed = {}  # the first question meets the dead worker and records the crash
+        if warmed is None:
+            session.incidents.append(f"{target.label} pipeline: its warm_up did not finish within the build limit; "
+                                     "each question pays for its own preparation")
         session.peak_rss_mb = max(session.peak_rss_mb, _number(ready.get("peak_rss_mb")))
         broke = False
         while pending and not broke:

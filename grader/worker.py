@@ -1,6 +1,7 @@
 """The grader's worker process: load the corpus, build one pipeline, answer questions read from stdin.
 
-Protocol (one JSON object per line): the parent writes {"key", "question"}; the worker writes
+Protocol (one JSON object per line): the parent writes {"warm_up": [every question]} once, then
+{"key", "question"} per question; the worker writes {"event": "warmed"} after Pipeline.warm_up, and
 {"event": "ready"|"fatal"|"answer", ...} on a private copy of stdout, and while it builds
 {"event": "progress", "done", "total"} from the embedding cache (display data, never trusted). "ready" carries the Config the
 pipeline used and its index (harness.records.IndexReport); "answer" carries the Answer as
@@ -32,7 +33,7 @@ from grader.isolation import FORWARD_VARIABLE, forward_inside
 from grader.sandbox import KEY_VARIABLE, without_userinfo
 from harness.progress import catch_embedding_progress
 from harness.records import answer_to_json
-from harness.runner import index_report, used_config
+from harness.runner import index_report, used_config, warm_up
 
 
 def peak_rss_mb() -> float:
@@ -133,6 +134,13 @@ def serve(pipeline: Any, requests: TextIO, send) -> None:
             continue
         request = json.loads(line)
         started = time.perf_counter()
+        if "warm_up" in request:  # every question this worker will be asked, before any is timed
+            try:
+                warm_up(pipeline, [str(q) for q in request["warm_up"]])
+            except BaseException as exc:  # noqa: BLE001 - a failed warm-up leaves the work to each question
+                print(f"--- warm_up:\n{where(exc)}", file=sys.stderr, flush=True)
+            send({"event": "warmed", "seconds": time.perf_counter() - started})
+            continue
         message: dict = {"event": "answer", "key": request["key"]}
         try:
             message["answer"] = answer_to_json(pipeline.answer(request["question"]))

@@ -166,6 +166,14 @@ def used_config(pipeline: object, asked: Config) -> dict:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else asked.to_dict()
 
 
+def warm_up(pipeline: object, questions: Sequence[str]) -> None:
+    """Let the pipeline prepare for a run's questions before any is timed, if it can (Pipeline.warm_up):
+    the starter encodes the new ones in one batch, so no question pays for loading the model."""
+    hook = getattr(pipeline, "warm_up", None)
+    if callable(hook):
+        hook(list(questions))
+
+
 @dataclass
 class Run:
     """A run folder being written. Iterate `questions()` to answer, score and append one by one."""
@@ -186,6 +194,7 @@ class Run:
         one is written. On Ctrl-C, or when the caller stops iterating, questions not yet started are
         cancelled; lines already written stay.
         """
+        warm_up(self.pipeline, [question.question for question in self.questions_todo])
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ragkata-question")
         try:
             futures = [pool.submit(self._answer, question) for question in self.questions_todo]

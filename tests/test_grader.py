@@ -206,6 +206,38 @@ class Greedy:
     assert card.sides["candidate"].crashes == 1
 
 
+WARM_PIPELINE = """
+import time
+from .contracts import Answer, Chunk, Hit
+
+
+def build_pipeline(config, documents):
+    return Warm(documents)
+
+
+class Warm:
+    def __init__(self, documents):
+        self.chunks = [Chunk(f"{d.doc_id}#0", d.doc_id, d.text[:200], 0, min(200, len(d.text))) for d in documents]
+        self.warmed = []
+
+    def warm_up(self, questions):
+        time.sleep(1.5)  # three times the per-question limit
+        self.warmed = list(questions)
+
+    def answer(self, question):
+        hit = Hit(self.chunks[0], 1.0)
+        return Answer(question=question, text="warm" if question in self.warmed else "cold", citations=(hit.chunk.chunk_id,),
+                      abstained=False, retrieved=(hit,), context=(hit.chunk.chunk_id,), latency_ms={"total": 0.1})
+"""
+
+
+def test_warm_up_gets_every_question_before_the_clock_starts(tmp_path):
+    card = run_grade(make_candidate(tmp_path / "candidate", WARM_PIPELINE), tmp_path / "out")
+    assert card.sides["candidate"].timeouts == 0 and card.sides["candidate"].errors == 0
+    samples = read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")
+    assert samples and {s.answer for s in samples} == {"warm"}
+
+
 def test_a_stuck_pipeline_is_stopped_and_the_rest_scored_as_not_run(tmp_path):
     source = "import time\n\n\ndef build_pipeline(config, documents):\n    return Stuck()\n\n\nclass Stuck:\n" \
              "    def answer(self, question):\n        time.sleep(60)\n"
@@ -260,6 +292,9 @@ class ScriptedWorker:
         self.messages, self.answers = [ready], list(answers)
 
     def send(self, message: dict) -> None:
+        if "warm_up" in message:
+            self.messages.append({"event": "warmed", "seconds": 0.0})
+            return
         self.messages.append({"event": "answer", "key": message["key"], "answer": self.answers.pop(0)})
 
     def read(self, timeout_s: float) -> dict | None:

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import threading
+import time
 import types
 from collections import Counter
 from datetime import datetime, timezone
@@ -217,6 +218,28 @@ def test_a_slow_question_holds_back_the_lines_after_it_but_not_their_answers(run
     assert written == [s.id for s in samples] == ["hang"] + [f"fx-0{n}" for n in range(1, 7)]
     assert samples[0].error.startswith("TimeoutError: no answer within 1 s")  # the per-question limit holds
     assert all(s.error is None and s.latency_ms["total"] < 1000 for s in samples[1:])  # answered meanwhile
+
+
+def test_warm_up_gets_every_question_once_before_any_is_timed(runs, monkeypatch, fixture_corpus, fixture_golden):
+    from tests.conftest import FakePipeline
+
+    events: list[str] = []
+
+    class Slow(FakePipeline):
+        def warm_up(self, questions):
+            events.append(f"warm_up {len(questions)}")
+            time.sleep(1.5)  # longer than the per-question limit: it must not count against any question
+
+        def answer(self, question):
+            events.append("answer")
+            return super().answer(question)
+
+    module = types.ModuleType("warm_pipeline")
+    module.build_pipeline = Slow
+    monkeypatch.setitem(sys.modules, "warm_pipeline", module)
+    summary = run_all(start_run(fixture_golden, fixture_corpus, pipeline="warm_pipeline", timeout_s=1.0))
+    assert events == ["warm_up 6"] + ["answer"] * 6
+    assert summary.summary.counts["errors"] == 0
 
 
 def test_workers_must_be_at_least_one(runs, fixture_golden):

@@ -206,9 +206,9 @@ def make_retriever(config: Config, cache: EmbeddingCache | None = None) -> Retri
     if config.retriever == "bm25":
         return BM25Retriever()
     if config.retriever == "dense":
-        return DenseRetriever(Embedder(config.model), cache)
+        return DenseRetriever(Embedder(config.model, backend=config.embedding_backend), cache)
     if config.retriever == "hybrid":
-        dense = DenseRetriever(Embedder(config.model), cache)
+        dense = DenseRetriever(Embedder(config.model, backend=config.embedding_backend), cache)
         return HybridRetriever(BM25Retriever(), dense, config.bm25_weight, config.dense_weight)
     raise ValueError(f"unknown retriever {config.retriever!r}; choose one of: {', '.join(RETRIEVERS)} "
                      "(example: --config retriever=hybrid)")
