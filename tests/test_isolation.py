@@ -349,3 +349,16 @@ def test_a_container_jail_answers_through_the_projects_image(tmp_path, monkeypat
     card = grade(candidate, tmp_path / "out", GOLDEN, None, CORPUS, "exercise",
                  limits=Limits(timeout_s=5, memory_mb=2048), run_tests=False, isolation="docker")
     assert card.inputs["isolation"]["level"] == "docker" and card.sides["candidate"].build is not None
+
+
+def test_a_reference_that_never_builds_is_named_at_the_top_and_flags_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(digest.KEY_FILE_ENV, str(tmp_path / "grader.key"))
+    monkeypatch.setenv("RAGKATA_RETRIEVER", "bm25")
+    candidate = tmp_path / "candidate"
+    shutil.copytree(BROKEN, candidate, ignore=shutil.ignore_patterns("__pycache__"))
+    card = grade(candidate, tmp_path / "out", GOLDEN, GOLDEN, CORPUS, "no_such_reference_package",
+                 limits=Limits(timeout_s=0.5, memory_mb=2048), run_tests=False, isolation="none")
+    assert card.sides["reference"].build is None
+    assert any(alert.startswith("the reference pipeline failed to build") for alert in card.alerts)
+    assert all(row["flagged"] is None for row in card.headline["rows"])
+    assert "the reference pipeline failed to build" in (tmp_path / "out" / "scorecard.md").read_text().split("# ragkata")[0]
