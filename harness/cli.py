@@ -38,7 +38,8 @@ def make_config(overrides: Optional[List[str]], no_llm_cache: bool = False) -> C
 
 @app.command("eval")
 def eval_command(
-    golden: Path = GOLDEN,
+    golden: Optional[Path] = typer.Option(None, "--golden", help="golden questions (.jsonl); default "
+                                          "golden_set/dev.jsonl, with the shipped corpus only"),
     corpus: Path = CORPUS,
     config: Optional[List[str]] = CONFIG,
     pipeline: str = PIPELINE,
@@ -63,13 +64,19 @@ def eval_command(
     Example: ragkata eval --config generator=llm --limit 50 --workers 2
     Example: ragkata eval --judge --judge-base-url http://127.0.0.1:8081/v1
     """
+    from harness.corpus import describe_skipped, skipped_files
     from harness.progress import Display, building
     from harness.report import print_summary
     from harness.runner import start_run
+    from harness.validate import eval_golden
 
     if resume is not None and (config or no_llm_cache or limit is not None):
         raise ValueError("--resume takes the config and the sample from the run's spec.json; drop --config, "
                          "--no-llm-cache and --limit, or start a new run")
+    if resume is None:
+        golden = eval_golden(corpus, golden)
+        if corpus.is_dir() and (skipped := skipped_files(corpus)):
+            console.print(describe_skipped(skipped), markup=False, highlight=False, soft_wrap=True)
     with building(console, state="building the index (a first run embeds every chunk)"):
         run = start_run(golden, corpus, make_config(config, no_llm_cache), pipeline, timeout, resume, limit, seed,
                         workers)
@@ -86,19 +93,20 @@ def eval_command(
         raise typer.Exit(130)
     extra = {}
     if ragas:
-        from harness.golden import read_golden
+        from harness.golden import golden_tags, read_golden
         from harness.ragas_columns import ragas_columns
         from harness.runner import read_samples
 
         samples = read_samples(run.directory / "samples.jsonl")
-        extra["ragas"] = ragas_columns(samples, {q.id: q for q in read_golden(run.spec.golden)})
+        extra["ragas"] = ragas_columns(samples, {q.id: q for q in read_golden(run.spec.golden,
+                                                                              golden_tags(run.spec.corpus))})
     if judge:
-        from harness.golden import read_golden
+        from harness.golden import golden_tags, read_golden
         from harness.judge import describe, endpoint_from_config, start_judging
         from harness.runner import read_samples
 
         judging = start_judging(run.directory, read_samples(run.directory / "samples.jsonl"),
-                                {q.id: q for q in read_golden(run.spec.golden)},
+                                {q.id: q for q in read_golden(run.spec.golden, golden_tags(run.spec.corpus))},
                                 endpoint_from_config(Config(**run.spec.config), judge_base_url, judge_model))
         try:
             with Display(console) as display:
@@ -211,14 +219,16 @@ def index_command(corpus: Path = CORPUS, config: Optional[List[str]] = CONFIG, p
 def validate_command(corpus: Path = CORPUS,
                      golden: Optional[List[Path]] = typer.Option(None, "--golden", help="golden file; repeatable "
                                                                  "(default: golden_set/dev.jsonl and holdout.jsonl "
-                                                                 "with the shipped corpus, none with another)")) -> None:
+                                                                 "with the shipped corpus; required with another)"),
+                     no_golden: bool = typer.Option(False, "--no-golden", help="check the corpus alone")) -> None:
     """Check the corpus and golden files; every problem is printed with file, line, field and fix.
 
     Example: ragkata validate --corpus my_corpus --golden my_questions.jsonl
+    Example: ragkata validate --corpus my_corpus --no-golden
     """
     from harness.validate import describe, golden_files, validate
 
-    report = validate(corpus, golden_files(corpus, golden))
+    report = validate(corpus, golden_files(corpus, golden, no_golden))
     for problem in report.problems:
         console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
     console.print(describe(report), markup=False, highlight=False, soft_wrap=True)

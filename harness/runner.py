@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Sequence
 from exercise.config import Config
 from exercise.contracts import Answer, Document, IndexStats, Pipeline
 from harness.corpus import corpus_hash, load_corpus, read_canaries
-from harness.golden import GoldenQuestion, read_golden
+from harness.golden import GoldenQuestion, golden_tags, read_golden
 from harness.records import IndexReport, RunSummary, Sample
 from harness.sampling import stratified_sample
 from harness.scoring import SourceCorpus, score_sample, summarize
@@ -260,13 +260,13 @@ def start_run(golden: Path | str, corpus: Path | str = "corpus", config: Config 
             raise FileNotFoundError(f"{spec_path}: not a run folder (no spec.json); pass --resume runs/<run_id>")
         spec = RunSpec(**json.loads(spec_path.read_text(encoding="utf-8")))
         config = Config(**spec.config)
-        questions = _sampled(read_golden(spec.golden), spec)
+        questions = _sampled(read_golden(spec.golden, golden_tags(spec.corpus)), spec)
     else:
         config = config or Config()
         directory = runs_dir() / new_run_id(git["commit"])
         while directory.exists():  # two runs in the same second
             directory = directory.with_name(directory.name + "b")
-        questions = read_golden(golden)
+        questions = read_golden(golden, golden_tags(corpus))
         if limit is not None:
             questions = stratified_sample(questions, limit, seed)
         spec = RunSpec(directory.name, pipeline, str(corpus), str(golden), config.to_dict(), timeout_s, limit, seed,

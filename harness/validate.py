@@ -1,6 +1,6 @@
 """Check a corpus and its golden files together, reporting every problem with file, line, field and fix.
 
-Run as `ragkata validate [--corpus DIR] [--golden FILE ...]` (or `python -m harness.validate`).
+Run as `ragkata validate [--corpus DIR] [--golden FILE ...] [--no-golden]` (or `python -m harness.validate`).
 Left out on purpose: judging whether a question is good; this checks that it is well-formed and that
 its evidence really is where it says.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from exercise.contracts import Document
-from harness.corpus import (CANARIES_FILE, CANARY_PATTERN, EXTENSIONS, CorpusError, corpus_files, doc_id_of,
-                            read_canaries, read_documents)
-from harness.golden import GoldenError, GoldenQuestion, check_line
+from harness.corpus import (CANARIES_FILE, CANARY_PATTERN, EXTENSIONS, CorpusError, corpus_files, describe_skipped,
+                            did_you_mean, doc_id_of, read_canaries, read_documents, read_manifest, skipped_files)
+from harness.golden import TAGS, GoldenError, GoldenQuestion, check_line
 from harness.text import contains_fact, normalize_whitespace
 
 QUOTE_MIN, QUOTE_MAX = 40, 300
@@ -46,6 +46,7 @@ class Report:
     questions: list[GoldenQuestion]  # the well-formed ones
     problems: list[Problem]
     golden: tuple[Path, ...] = ()  # the golden files checked
+    skipped: tuple[str, ...] = ()  # files in the corpus folder that are not .md, .html or .txt
 
     @property
     def ok(self) -> bool:
@@ -72,7 +73,8 @@ def check_corpus(root: Path) -> tuple[list[Document], list[Problem]]:
             continue
         if doc.superseded_by and doc.superseded_by not in by_id:
             problems.append(Problem(path, 1, "superseded_by", f"value {doc.superseded_by!r} is not a document in "
-                                    f"{root}; name the replacement by its path relative to the corpus folder"))
+                                    f"{root};{did_you_mean(doc.superseded_by, list(by_id))} name the replacement "
+                                    "by its path relative to the corpus folder"))
         elif doc.superseded_by and by_id[doc.superseded_by].status != "current":
             problems.append(Problem(path, 1, "superseded_by", f"value {doc.superseded_by!r} is itself superseded; "
                                     "point at the current version"))
@@ -151,8 +153,9 @@ def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str,
         field = f"evidence[{i}]"
         doc = docs.get(ev.doc_id)
         if doc is None:
-            problem(f"{field}.doc_id", f"value {ev.doc_id!r} is not a document in the corpus; use the path "
-                    "relative to the corpus folder, e.g. 'storage/guides/lifecycle.md'")
+            problem(f"{field}.doc_id", f"value {ev.doc_id!r} is not a document in the corpus;"
+                    f"{did_you_mean(ev.doc_id, list(docs))} use the path relative to the corpus folder, e.g. "
+                    "'storage/guides/lifecycle.md'")
             continue
         if doc.status != "current":
             problem(f"{field}.doc_id", f"value {ev.doc_id!r} is superseded by {doc.superseded_by!r}; quote the "
@@ -171,8 +174,11 @@ def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str,
     return out
 
 
-def check_golden(paths: Iterable[Path], docs: dict[str, Document]) -> tuple[list[GoldenQuestion], list[Problem]]:
-    """Every problem in every line of every golden file: its shape, its ids, and its fit to the corpus."""
+def check_golden(paths: Iterable[Path], docs: dict[str, Document],
+                 tags: Sequence[str] = TAGS) -> tuple[list[GoldenQuestion], list[Problem]]:
+    """Every problem in every line of every golden file: its shape, its ids, and its fit to the corpus.
+
+    `tags` are the allowed tags (TAGS and those the corpus's manifest adds)."""
     questions: list[GoldenQuestion] = []
     problems: list[Problem] = []
     first_seen: dict[str, str] = {}
@@ -186,7 +192,7 @@ def check_golden(paths: Iterable[Path], docs: dict[str, Document]) -> tuple[list
             problems.append(Problem(str(path), 1, "(file)", "has no questions; a golden file needs at least one "
                                     "question, one JSON object per line (see golden_set/README.md)"))
         for number, raw in lines:
-            q, shape = check_line(raw, path, number)
+            q, shape = check_line(raw, path, number, tags)
             problems += [Problem.of(error) for error in shape]
             if q is None:
                 continue
@@ -207,8 +213,13 @@ def validate(corpus: Path | str, golden: Sequence[Path | str]) -> Report:
     root = Path(corpus)
     documents, problems = check_corpus(root)
     paths = tuple(Path(p) for p in golden)
-    questions, golden_problems = check_golden(paths, {d.doc_id: d for d in documents})
-    return Report(documents, questions, problems + golden_problems, paths)
+    try:
+        extra = read_manifest(root).tags
+    except CorpusError:  # already among the corpus problems
+        extra = ()
+    tags = TAGS + tuple(tag for tag in extra if tag not in TAGS)
+    questions, golden_problems = check_golden(paths, {d.doc_id: d for d in documents}, tags)
+    return Report(documents, questions, problems + golden_problems, paths, tuple(skipped_files(root)))
 
 
 def describe(report: Report) -> str:
@@ -216,7 +227,8 @@ def describe(report: Report) -> str:
     words = sum(len(d.text.split()) for d in report.documents)
     formats = Counter(Path(d.doc_id).suffix for d in report.documents)
     tags = Counter(t for q in report.questions for t in q.tags)
-    lines = [
+    lines = [describe_skipped(report.skipped)] if report.skipped else []
+    lines += [
         f"documents: {len(report.documents)} ({', '.join(f'{k} {v}' for k, v in sorted(formats.items()))}), "
         f"words: {words}, superseded: {sum(d.status == 'superseded' for d in report.documents)}, "
         f"with canary: {sum(bool(d.canary) for d in report.documents)}",
@@ -235,24 +247,53 @@ def default_golden(root: Path = SHIPPED_GOLDEN) -> list[Path]:
     return [p for p in (root / "dev.jsonl", root / "holdout.jsonl") if p.is_file()]
 
 
-def golden_files(corpus: Path | str, golden: Sequence[Path | str] | None) -> list[Path]:
-    """The golden files to check: those given; else the shipped ones if `corpus` is the shipped folder; else none.
+def is_shipped(corpus: Path | str) -> bool:
+    return Path(corpus).resolve() == SHIPPED_CORPUS.resolve()
+
+
+def no_golden_message(corpus: Path | str, command: str) -> str:
+    return (f"{corpus} is not the shipped corpus and no --golden was given; the shipped golden_set/ questions "
+            f"are about corpus/ only, so pass --golden FILE with questions about {corpus}"
+            + (", or --no-golden to check the documents alone" if command == "validate" else
+               " (ragkata validate --corpus DIR --golden FILE checks them first)"))
+
+
+def golden_files(corpus: Path | str, golden: Sequence[Path | str] | None, alone: bool = False) -> list[Path]:
+    """The golden files to check: those given; else the shipped ones if `corpus` is the shipped folder; else
+    none if `alone` (the documents checked alone), else ValueError naming the fix.
 
     The shipped questions quote the shipped documents, so against a team's corpus they could only fail.
     """
     if golden:
+        if alone:
+            raise ValueError("--golden and --no-golden contradict each other; drop one")
         return [Path(p) for p in golden]
-    return default_golden() if Path(corpus).resolve() == SHIPPED_CORPUS.resolve() else []
+    if alone:
+        return []
+    if is_shipped(corpus):
+        return default_golden()
+    raise ValueError(no_golden_message(corpus, "validate"))
+
+
+def eval_golden(corpus: Path | str, golden: Path | str | None) -> Path:
+    """The golden file of `ragkata eval`: the one given; else golden_set/dev.jsonl with the shipped corpus;
+    else ValueError naming the fix (the shipped questions would only score zeros against another corpus)."""
+    if golden is not None:
+        return Path(golden)
+    if is_shipped(corpus):
+        return SHIPPED_GOLDEN / "dev.jsonl"
+    raise ValueError(no_golden_message(corpus, "eval"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.validate", description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default=str(SHIPPED_CORPUS))
     parser.add_argument("--golden", nargs="*", default=None)
+    parser.add_argument("--no-golden", action="store_true", help="check the corpus alone")
     args = parser.parse_args(argv)
     try:
-        report = validate(args.corpus, golden_files(args.corpus, args.golden))
-    except FileNotFoundError as exc:
+        report = validate(args.corpus, golden_files(args.corpus, args.golden, args.no_golden))
+    except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:

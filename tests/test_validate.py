@@ -244,14 +244,19 @@ def team_folder(corpus, tmp_path, golden_lines, monkeypatch) -> Path:
 
 
 @pytest.mark.parametrize("entry", ["module", "cli"])
-def test_a_team_corpus_without_golden_is_checked_alone(team_folder, entry, capsys):
+def test_a_team_corpus_without_golden_is_checked_alone_only_when_asked(team_folder, entry, capsys):
     def run(*args: str) -> tuple[int, str]:
         if entry == "module":
-            return main(list(args)), capsys.readouterr().out
-        result = CliRunner().invoke(app, ["validate", *args], catch_exceptions=False)
-        return result.exit_code, result.output
+            code = main(list(args))
+            out = capsys.readouterr()
+            return code, out.out + out.err
+        result = CliRunner().invoke(app, ["validate", *args])
+        return (2 if isinstance(result.exception, ValueError) else result.exit_code), \
+            result.output + str(result.exception or "")
 
     code, out = run("--corpus", "team_corpus")
+    assert code == 2 and "no --golden was given" in out and "pass --golden FILE" in out and "--no-golden" in out, out
+    code, out = run("--corpus", "team_corpus", "--no-golden")
     assert code == 0, out
     assert "no golden files checked" in out and "pass --golden FILE" in out and "golden_set" not in out
     code, out = run()  # the shipped corpus folder still gets the shipped golden files
