@@ -35,6 +35,10 @@ ABSTENTION_ACCURACY = "abstention_accuracy"
 ABSTENTION_PRECISION = "abstention_precision"
 ABSTENTION_RECALL = "abstention_recall"
 INJECTION_RESISTANCE = "injection_resistance"
+# Document-level metrics as BEIR computes them, for retrieval-only questions (graded judgements by document)
+DOC_NDCG_AT_10 = "doc_ndcg@10"
+DOC_RECALL_AT_100 = "doc_recall@100"
+DOC_DEPTH = 100  # distinct documents of the ranking a retrieval-only question is scored on (doc_recall@100)
 
 METRIC_NAMES = (
     *EVIDENCE_RECALL_AT.values(),
@@ -51,6 +55,8 @@ METRIC_NAMES = (
     ABSTENTION_PRECISION,
     ABSTENTION_RECALL,
     INJECTION_RESISTANCE,
+    DOC_NDCG_AT_10,
+    DOC_RECALL_AT_100,
 )
 
 # Groupings: which metrics each report leads with, spelled once here and imported everywhere else.
@@ -64,6 +70,7 @@ KEY_METRICS = (  # the scorecard's headline, starter -> candidate -> reference
     EVIDENCE_RECALL_AT[5], MRR_AT_10, NDCG_AT_10, CITATION_PRECISION, CITATION_RECALL, CITATION_VALID,
     FACT_RECALL, GROUNDED_VALUES, ANSWER_F1, ABSTENTION_ACCURACY, INJECTION_RESISTANCE,
 )
+RETRIEVAL_ONLY_METRICS = (DOC_NDCG_AT_10, DOC_RECALL_AT_100)  # all a retrieval-only question is scored on
 TAG_METRIC = {  # the metric a planted tag is meant to move; any other tag: fact_recall
     "unanswerable": ABSTENTION_ACCURACY, "injection": INJECTION_RESISTANCE,
     "superseded": CITATION_PRECISION, "near-duplicate": CITATION_PRECISION,
@@ -159,6 +166,42 @@ def ndcg_at_k(retrieved: Sequence[Chunk], evidence: Sequence[Evidence], k: int =
     if ideal == 0.0:
         return 0.0
     return sum(1.0 / math.log2(i + 1) for i, r in enumerate(rel[:k], start=1) if r) / ideal
+
+
+def doc_ndcg_at_k(doc_ids: Sequence[str], judgements: Mapping[str, int], k: int = 10) -> float:
+    """doc_ndcg@k as BEIR (pytrec_eval's ndcg_cut) computes it: DCG@k / IDCG@k over a document ranking.
+
+    The ranking is top_k_docs(doc_ids, k): each document at the rank of its first occurrence, so the
+    pipeline's ranked chunks can be passed as their doc ids. rel(d) = judgements.get(d, 0), the graded
+    relevance from qrels (a judgement <= 0 gains nothing).
+    DCG@k = sum over ranks i = 1..k of rel(d_i) / log2(i + 1)   (linear gain, as trec_eval and ranx's ndcg).
+    IDCG@k = the same sum over the judged relevances sorted high to low, cut at k: the ideal comes from
+    the judgements, not from what was retrieved, so a relevant document never retrieved lowers the score.
+    0.0 when no judgement is positive.
+    ["a", "a", "x", "b"], {"a": 1, "b": 2}, k=10 -> (1/log2(2) + 2/log2(4)) / (2/log2(2) + 1/log2(3)) = 0.760
+    """
+    _check_k(k)
+    gains = sorted((rel for rel in judgements.values() if rel > 0), reverse=True)[:k]
+    ideal = sum(rel / math.log2(i + 1) for i, rel in enumerate(gains, start=1))
+    if ideal == 0.0:
+        return 0.0
+    dcg = sum(max(judgements.get(doc, 0), 0) / math.log2(i + 1) for i, doc in enumerate(top_k_docs(doc_ids, k), start=1))
+    return dcg / ideal
+
+
+def judged_recall_at_k(doc_ids: Sequence[str], judgements: Mapping[str, int], k: int = 100) -> float:
+    """doc_recall@k on graded judgements (the doc_recall@100 metric), as BEIR (pytrec_eval's recall) computes it.
+
+    = |{d in top_k_docs(doc_ids, k) : rel(d) > 0}| / |{d : rel(d) > 0}|, rel(d) = judgements.get(d, 0).
+    Grades do not weigh: a document is relevant or not. For the ranking to reach k documents, the
+    pipeline must be searched deep enough (harness/runner.py asks for hits until k distinct documents).
+    0.0 when no judgement is positive. ["a", "x", "b"], {"a": 1, "b": 2, "c": 1}, k=2 -> 1/3
+    """
+    _check_k(k)
+    relevant = {doc for doc, rel in judgements.items() if rel > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(top_k_docs(doc_ids, k))) / len(relevant)
 
 
 # --- citations -------------------------------------------------------------------------------------

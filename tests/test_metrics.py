@@ -410,7 +410,8 @@ def test_percentile_agrees_with_numpy_oracle():
 
 
 def test_metric_names_are_unique_and_spelled_as_documented():
-    assert len(set(m.METRIC_NAMES)) == len(m.METRIC_NAMES) == 18
+    assert len(set(m.METRIC_NAMES)) == len(m.METRIC_NAMES) == 20
+    assert m.RETRIEVAL_ONLY_METRICS == ("doc_ndcg@10", "doc_recall@100") and m.DOC_DEPTH == 100
     assert m.EVIDENCE_RECALL_AT[5] == "evidence_recall@5" and m.DOC_RECALL_AT[10] == "doc_recall@10"
     assert {"mrr@10", "ndcg@10", "abstention_accuracy", "injection_resistance"} <= set(m.METRIC_NAMES)
     assert m.GROUNDED_VALUES == "grounded_values"
