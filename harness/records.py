@@ -102,6 +102,8 @@ class Sample:
     failure: str = ""  # one of scoring.FAILURE_LABELS
     usage: Usage = Usage()  # the language model's tokens and cost; zeros for a generator that calls none
     context_chars: int = 0  # characters of context handed to the generator
+    retrieval_only: bool = False  # a retrieval-only question: searched, not answered (harness/golden.py)
+    ranked_docs: tuple[str, ...] = ()  # retrieval-only: the first metrics.DOC_DEPTH distinct doc ids of the ranking
 
     @property
     def top(self) -> tuple[Chunk, ...]:
@@ -136,7 +138,8 @@ class Sample:
                 "retrieved": [hit.to_json() for hit in self.retrieved], "context": list(self.context),
                 "answer": self.answer, "citations": list(self.citations), "abstained": self.abstained,
                 "latency_ms": dict(self.latency_ms), "scores": dict(self.scores), "failure": self.failure,
-                "error": self.error, "usage": usage_to_json(self.usage), "context_chars": self.context_chars}
+                "error": self.error, "usage": usage_to_json(self.usage), "context_chars": self.context_chars,
+                **({"retrieval_only": True, "ranked_docs": list(self.ranked_docs)} if self.retrieval_only else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sample:
@@ -146,7 +149,9 @@ class Sample:
                    answer=str(data["answer"]), citations=tuple(data["citations"]), abstained=bool(data["abstained"]),
                    latency_ms={str(k): float(v) for k, v in data["latency_ms"].items()}, error=data.get("error"),
                    scores={str(k): float(v) for k, v in data["scores"].items()}, failure=str(data["failure"]),
-                   usage=usage_from_json(data.get("usage")), context_chars=int(data.get("context_chars", 0)))
+                   usage=usage_from_json(data.get("usage")), context_chars=int(data.get("context_chars", 0)),
+                   retrieval_only=bool(data.get("retrieval_only", False)),
+                   ranked_docs=tuple(str(d) for d in data.get("ranked_docs", ())))
 
 
 class MalformedAnswer(ValueError):

@@ -40,19 +40,39 @@ def metrics_table(run: RunSummary) -> Table:
     name_column(table, "metric")
     table.add_column("value", justify="right")
     table.add_column("n", justify="right")  # the questions behind the mean
-    for name in m.HEADLINE_METRICS:
+    for name in headline_metrics(s):
         table.add_row(name, fmt(s.metrics.get(name)), fmt(s.n.get(name)))
     return table
+
+
+def headline_metrics(s: Summary) -> tuple[str, ...]:
+    """HEADLINE_METRICS for answered questions, then RETRIEVAL_ONLY_METRICS when some question is retrieval-only;
+    a run of retrieval-only questions alone shows only the latter."""
+    only = s.counts.get("retrieval_only", 0)
+    return (m.HEADLINE_METRICS if only < s.counts["questions"] else ()) + (m.RETRIEVAL_ONLY_METRICS if only else ())
+
+
+def retrieval_only_note(s: Summary) -> list[str]:
+    """The line that says answer and citation metrics were not computed for retrieval-only questions."""
+    only = s.counts.get("retrieval_only", 0)
+    if not only:
+        return []
+    of = "" if only == s.counts["questions"] else f" ({only} of {s.counts['questions']})"
+    return [f"retrieval-only questions{of}: answer and citation metrics not computed; scored on "
+            f"{' and '.join(m.RETRIEVAL_ONLY_METRICS)} over each question's first {m.DOC_DEPTH} distinct documents"]
 
 
 def tag_table(run: RunSummary) -> Table:
     table = Table(title="per tag", title_justify="left")
     table.add_column("tag", no_wrap=True)
     table.add_column("n", justify="right")
-    for name in m.PER_TAG_METRICS:
+    s = run.summary
+    names = (m.PER_TAG_METRICS if s.counts.get("retrieval_only", 0) < s.counts["questions"] else ()) + \
+        (m.RETRIEVAL_ONLY_METRICS if s.counts.get("retrieval_only", 0) else ())
+    for name in names:
         table.add_column(name, justify="right", no_wrap=True)
-    for tag, row in sorted(run.summary.per_tag.items()):
-        table.add_row(tag, fmt(row.get("n")), *(fmt(row.get(name)) for name in m.PER_TAG_METRICS))
+    for tag, row in sorted(s.per_tag.items()):
+        table.add_row(tag, fmt(row.get("n")), *(fmt(row.get(name)) for name in names))
     return table
 
 
@@ -102,7 +122,7 @@ def print_summary(run: RunSummary, console: Console | None = None) -> None:
     console = console or console_for_output()
     lines = {  # printed under their table as plain lines, so a narrow table never folds them
         "metrics": ["n: questions the mean is over; injection_resistance counts only questions whose context "
-                    "held an injected document"],
+                    "held an injected document"] + retrieval_only_note(run.summary),
         "latency": [f"{describe_index(run.index, run.config.get('embedding_backend'))}; peak RSS {run.peak_rss_mb} MB",
                     describe_usage(run.summary)],
     }

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from exercise.config import Config
-from exercise.contracts import Answer, Document, IndexStats, Pipeline
+from exercise.contracts import SCORED_DEPTH, Answer, Document, IndexStats, Pipeline
 from harness.corpus import corpus_hash, load_corpus, read_canaries
 from harness.golden import GoldenQuestion, golden_tags, read_golden
+from harness.metrics import DOC_DEPTH
 from harness.records import IndexReport, RunSummary, Sample
 from harness.sampling import stratified_sample
 from harness.scoring import SourceCorpus, score_sample, summarize
@@ -109,6 +110,24 @@ def load_pipeline(module: str, config: Config, documents: Sequence[Document]) ->
         raise ValueError(f"{target.__name__} has no build_pipeline(config, documents); --pipeline must name a "
                          "package with a pipeline.py that defines it, like 'exercise'")
     return build(config, documents)
+
+
+def search_documents(pipeline: Pipeline, question: str, depth: int = DOC_DEPTH) -> Answer:
+    """A retrieval-only question's Answer: pipeline.search(question, k) as deep as `depth` distinct documents
+    need, no context, no text. k starts at max(4 x depth, SCORED_DEPTH) hits and doubles while the hits
+    hold fewer than `depth` documents and the pipeline returned all k asked for (when it returns fewer,
+    the index is exhausted), up to 64 x depth hits.
+    """
+    started = time.perf_counter()
+    k = max(4 * depth, SCORED_DEPTH)
+    while True:
+        hits = list(pipeline.search(question, k))
+        if len({hit.chunk.doc_id for hit in hits}) >= depth or len(hits) < k or k >= 64 * depth:
+            break
+        k *= 2
+    ms = (time.perf_counter() - started) * 1000
+    return Answer(question=question, text="", citations=(), abstained=False, retrieved=tuple(hits), context=(),
+                  latency_ms={"search": ms, "total": ms})
 
 
 def call_with_timeout(fn: Callable[[], Answer], timeout_s: float) -> tuple[Answer | None, str | None]:
@@ -209,9 +228,12 @@ class Run:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _answer(self, question: GoldenQuestion) -> tuple[Answer | None, str | None, float]:
-        """(answer, error, wall ms) for one question, within the per-question time limit."""
+        """(answer, error, wall ms) for one question, within the per-question time limit. A retrieval-only
+        question is searched (search_documents), not answered."""
         started = time.perf_counter()
-        answer, error = call_with_timeout(lambda: self.pipeline.answer(question.question), self.spec.timeout_s)
+        ask = (lambda: search_documents(self.pipeline, question.question)) if question.retrieval_only else \
+            (lambda: self.pipeline.answer(question.question))
+        answer, error = call_with_timeout(ask, self.spec.timeout_s)
         return answer, error, (time.perf_counter() - started) * 1000
 
     def finish(self, complete: bool = True, extra: dict | None = None) -> RunSummary:

@@ -80,6 +80,10 @@ def score_sample(golden: GoldenQuestion, answer: Answer | object | None, error: 
         if problems:
             answer, error = None, malformed_error(problems)
     sample = Sample.from_answer(golden.id, golden.tags, golden.answerable, golden.question, answer, error, wall_ms)
+    if golden.retrieval_only:  # the document ranking, as deep as the document-level metrics read
+        hits = answer.retrieved if answer is not None else ()
+        sample = dataclasses.replace(sample, retrieval_only=True,
+                                     ranked_docs=tuple(m.top_k_docs([str(h.chunk.doc_id) for h in hits], m.DOC_DEPTH)))
     return dataclasses.replace(sample, scores=score_question(golden, sample, corpus),
                                failure=attribute_failure(golden, sample, corpus))
 
@@ -95,6 +99,8 @@ def score_question(golden: GoldenQuestion, sample: Sample, corpus: SourceCorpus)
     top SCORED_DEPTH still counts; an id that was never retrieved covers nothing. Whether a chunk covers
     evidence is decided on its corpus span (SourceCorpus.sourced), not on the text the pipeline reported.
     """
+    if golden.retrieval_only:
+        return score_judged(golden, sample)
     scores: dict[str, float] = {}
     if golden.answerable:
         if not golden.evidence or not golden.facts:
@@ -123,6 +129,14 @@ def score_question(golden: GoldenQuestion, sample: Sample, corpus: SourceCorpus)
     return scores
 
 
+def score_judged(golden: GoldenQuestion, sample: Sample) -> dict[str, float]:
+    """A retrieval-only question's scores: doc_ndcg@10 and doc_recall@100 over sample.ranked_docs, with the
+    graded relevance of its evidence. Answer, citation and chunk-level metrics do not apply and are left out."""
+    judgements = {item.doc_id: item.relevance for item in golden.evidence}
+    return {m.DOC_NDCG_AT_10: m.doc_ndcg_at_k(sample.ranked_docs, judgements, 10),
+            m.DOC_RECALL_AT_100: m.judged_recall_at_k(sample.ranked_docs, judgements, m.DOC_DEPTH)}
+
+
 def _cited_sources(sample: Sample, corpus: SourceCorpus) -> list[str]:
     return [corpus.source(chunk) for chunk in sample.cited_chunks]
 
@@ -132,6 +146,9 @@ def attribute_failure(golden: GoldenQuestion, sample: Sample, corpus: SourceCorp
     an unanswerable question stops after the abstention check."""
     if sample.error is not None:
         return "error"
+    if golden.retrieval_only:  # searched, not answered: its ranking found a judged document, or not
+        judged = {item.doc_id for item in golden.evidence}
+        return "ok" if judged.intersection(sample.ranked_docs) else "retrieval_miss"
     if golden.answerable and sample.abstained:
         return "abstained_wrongly"
     if not golden.answerable:
@@ -170,7 +187,8 @@ def summarize(samples: Sequence[Sample]) -> Summary:
     """Aggregate samples into a Summary.
 
     metrics: each score's mean over the samples that have it (n: how many), plus abstention_precision
-    and abstention_recall over the samples without an error. per_tag: the question count "n" and the
+    and abstention_recall over the answered samples without an error (left out when every question is
+    retrieval-only; counts["retrieval_only"] says how many are). per_tag: the question count "n" and the
     same score means, per tag. failures: a count for every label, zeros included. latency_ms:
     {stage: {"p50", "p95", "p99"}} over samples[1:] (the first question warms up caches), or over the
     only sample. No samples, a NaN score or an unknown label raises ValueError.
@@ -181,11 +199,13 @@ def summarize(samples: Sequence[Sample]) -> Summary:
         _check_sample(sample)
 
     metrics, n = _means(samples)
-    pairs = [(s.abstained, s.answerable) for s in samples if s.error is None]
-    metrics[m.ABSTENTION_PRECISION] = m.abstention_precision(pairs)
-    metrics[m.ABSTENTION_RECALL] = m.abstention_recall(pairs)
-    n[m.ABSTENTION_PRECISION] = sum(abstained for abstained, _ in pairs)
-    n[m.ABSTENTION_RECALL] = sum(not answerable for _, answerable in pairs)
+    answered = [s for s in samples if not s.retrieval_only]  # retrieval-only questions are never answered
+    if answered:
+        pairs = [(s.abstained, s.answerable) for s in answered if s.error is None]
+        metrics[m.ABSTENTION_PRECISION] = m.abstention_precision(pairs)
+        metrics[m.ABSTENTION_RECALL] = m.abstention_recall(pairs)
+        n[m.ABSTENTION_PRECISION] = sum(abstained for abstained, _ in pairs)
+        n[m.ABSTENTION_RECALL] = sum(not answerable for _, answerable in pairs)
 
     tags = sorted({tag for s in samples for tag in s.tags})
     per_tag = {tag: {"n": sum(tag in s.tags for s in samples), **_means([s for s in samples if tag in s.tags])[0]}
@@ -204,6 +224,7 @@ def summarize(samples: Sequence[Sample]) -> Summary:
         "questions": len(samples),
         "errors": sum(s.error is not None for s in samples),
         "answerable": sum(s.answerable for s in samples),
+        **({"retrieval_only": len(samples) - len(answered)} if len(answered) < len(samples) else {}),
     }
     return Summary(metrics, n, per_tag, failures, latency, counts, **usage_totals(samples))
 

@@ -125,6 +125,8 @@ def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str,
     "evidence[1]"). A rule that reads such a field is skipped, since it would only repeat that problem;
     every other rule still runs, so one line reports all of its problems at once.
     """
+    if q.retrieval_only:
+        return check_judged(q, docs, path)
     out: list[Problem] = []
     broken = {field.split("[")[0] for field in malformed}
 
@@ -171,6 +173,19 @@ def check_question(q: GoldenQuestion, docs: dict[str, Document], path: str,
     for fact in q.facts if usable("facts", "evidence") else ():
         if quotes and not any(contains_fact(quote, fact) for quote in quotes):
             problem("facts", f"value {fact!r} does not occur in any evidence quote; facts must be stated by the evidence")
+    return out
+
+
+def check_judged(q: GoldenQuestion, docs: dict[str, Document], path: str) -> list[Problem]:
+    """The rules a retrieval-only line keeps against the corpus: each judged document exists, and the question
+    carries no 'unanswerable' tag (it has relevant documents). No quote, fact or answer is there to check."""
+    out = [Problem(path, q.line, "tags", "a retrieval-only question has relevant documents; drop the "
+                   "'unanswerable' tag")] if "unanswerable" in q.tags else []
+    for i, ev in enumerate(q.evidence):
+        if ev.doc_id not in docs:
+            out.append(Problem(path, q.line, f"evidence[{i}].doc_id", f"value {ev.doc_id!r} is not a document in the "
+                               f"corpus;{did_you_mean(ev.doc_id, list(docs))} use the path relative to the corpus "
+                               "folder"))
     return out
 
 
