@@ -3,7 +3,11 @@ questions, each a fresh `python -m harness.cli ask` with its output piped. Optio
 the same run, for the before figure. Prints JSON: first-call seconds, p50/p95/max of the warm calls, the cold
 calls' seconds, and whether every warm answer matched a cold one where both ran.
 
-Usage: python bench/ask.py [--questions 10] [--cold 2] [--pipeline exercise] [--config name=value ...]
+--uncached (the default) makes every question distinct (a per-run nonce appended), so no ask finds its query
+vector in the embedding cache and each one encodes, as a new question does; --repeated asks the dev questions
+as they are. A warm ask that had to start a new process (an edit landed mid-run) is counted in "restarts".
+
+Usage: python bench/ask.py [--questions 10] [--cold 2] [--repeated] [--pipeline exercise] [--config name=value ...]
 Stops the warm processes of this folder before (so the first call is a first call) and after. Left out on
 purpose: pass/fail thresholds; these machines are shared and noisy.
 """
@@ -17,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +34,7 @@ def questions_from(golden: Path) -> list[str]:
     return [json.loads(line)["question"] for line in golden.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def ask(question: str, common: list[str], *extra: str) -> tuple[float, str]:
+def ask(question: str, common: list[str], *extra: str) -> tuple[float, str, bool]:
     command = [sys.executable, "-m", "harness.cli", "ask", question, *common, *extra]
     env = {**os.environ, "RAGKATA_WARM": "1", "COLUMNS": "120"}
     started = time.perf_counter()
@@ -37,7 +42,7 @@ def ask(question: str, common: list[str], *extra: str) -> tuple[float, str]:
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"ask exited {done.returncode}: {done.stderr[-2000:]}")
-    return took, done.stdout
+    return took, done.stdout, "started a warm ragkata process" in done.stderr
 
 
 def without_latency(output: str) -> str:
@@ -60,33 +65,39 @@ def main() -> int:
     parser.add_argument("--config", action="append", default=[], help="name=value; repeatable")
     parser.add_argument("--questions", type=int, default=10, help="warm asks after the first")
     parser.add_argument("--cold", type=int, default=1, help="`ask --cold` calls to time for comparison")
+    parser.add_argument("--repeated", action="store_true", help="ask the dev questions as they are (their "
+                        "vectors may be cached) instead of distinct ones")
     args = parser.parse_args()
     common = ["--pipeline", args.pipeline, "--corpus", args.corpus]
     for pair in args.config:
         common += ["--config", pair]
     questions = questions_from(args.golden)
+    if not args.repeated:
+        nonce = uuid.uuid4().hex[:8]
+        questions = [f"{q} (bench {nonce} #{i})" for i, q in enumerate(questions)]
     stop = [sys.executable, "-m", "harness.cli", "ask", "--stop", *common]
     subprocess.run(stop, cwd=ROOT, capture_output=True, timeout=120)
     try:
-        first, first_out = ask(questions[0], common)
-        warm, outputs = [], {}
+        first, first_out, _ = ask(questions[0], common)
+        warm, restarts = [], 0
         for i in range(1, args.questions + 1):
-            took, out = ask(questions[i % len(questions)], common)
+            took, _, restarted = ask(questions[i % len(questions)], common)
             warm.append(took)
-            outputs[questions[i % len(questions)]] = out
-            print(f"warm ask {i}: {took:.2f} s", file=sys.stderr)
+            restarts += restarted
+            print(f"warm ask {i}: {took:.2f} s{' (started a new process)' if restarted else ''}", file=sys.stderr)
         cold, same = [], []
         for i in range(args.cold):
-            question = questions[(i % args.questions) + 1] if args.questions else questions[0]
-            took, out = ask(question, common, "--cold")
+            # a question never asked (so a cold ask loads the model to encode it), then the same one warm
+            question = f"{questions[(i % len(questions))]} (cold {i})"
+            took, out, _ = ask(question, common, "--cold")
             cold.append(took)
             print(f"cold ask {i + 1}: {took:.2f} s", file=sys.stderr)
-            if question in outputs:
-                same.append(without_latency(out) == without_latency(outputs[question]))
+            same.append(without_latency(out) == without_latency(ask(question, common)[1]))
     finally:
         subprocess.run(stop, cwd=ROOT, capture_output=True, timeout=120)
     report = {"pipeline": args.pipeline, "config": args.config, "cpu_count": os.cpu_count(),
-              "first_call_s": round(first, 2), "warm_calls": len(warm),
+              "uncached": not args.repeated, "first_call_s": round(first, 2), "warm_calls": len(warm),
+              "restarts": restarts,
               "warm_p50_s": round(statistics.median(warm), 2) if warm else None,
               "warm_p95_s": round(percentile(warm, 95), 2) if warm else None,
               "warm_max_s": round(max(warm), 2) if warm else None,

@@ -261,6 +261,7 @@ class CompareOut(BaseModel):
 class Health(BaseModel):
     model_config = examples({"status": "ok", "pipeline": "exercise", "docs": 270, "golden": 60, "chunks": 1480,
                              "peak_rss_mb": 212.4, "uptime_s": 35.2, "token_required": False, "config": {"retriever": "bm25"},
+                             "cpu_seconds": 41.7,
                              "query_batching": [{"requests": 640, "batches": 97, "texts": 640, "largest_batch": 16,
                                                  "mean_batch": 6.6}]})
     status: str
@@ -272,6 +273,7 @@ class Health(BaseModel):
     uptime_s: float
     token_required: bool
     config: dict
+    cpu_seconds: Optional[float] = Field(None, description="CPU time the server process has used, all threads")
     query_batching: Optional[list[dict]] = Field(None, description="per batched encoder: requests, batches (encode "
                                                  "calls made for them), texts, largest and mean batch; null when "
                                                  "the server runs with --no-query-batching")

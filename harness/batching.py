@@ -2,9 +2,10 @@
 queries need the model are encoded together, in one encode() call, instead of one forward pass each.
 
 BatchingEncoder wraps any encoder (an object with encode(texts) -> one row per text, and a `name`). A caller's
-texts join a queue; one worker thread takes what is queued (waiting up to `max_wait_s` for more, or until
-`max_batch` texts are queued), encodes them in one call and hands each caller its own rows. While it encodes,
-new callers queue for the next batch, so under load batches fill by themselves. An encoder error reaches every
+texts join a queue; one worker thread takes what is queued, encodes it in one call and hands each caller its
+own rows. While it encodes, new callers queue for the next batch, so under load batches fill by themselves.
+When the last batch held more than one text (there is concurrency), the worker also waits up to `max_wait_s`
+for company, or until `max_batch` texts are queued; a lone caller never waits. An encoder error reaches every
 caller of that batch. install_query_batching() finds the encoders inside a built pipeline and swaps in the
 wrapper; the pipeline's code does not change and need not know.
 
@@ -15,6 +16,8 @@ straight through), and batching anything but encode().
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 MAX_BATCH = 32  # texts per encode() call; the starter's Embedder batches 32 at a time too
-MAX_WAIT_S = 0.001  # how long the first queued text waits for company when nothing else is queued
+MAX_WAIT_S = 0.002  # how long a batch may wait for company, once the last batch showed there is any
 IDLE_EXIT_S = 30.0  # the worker thread ends after this long without work; the next caller starts another
 
 
@@ -36,10 +39,32 @@ class _Request:
     error: BaseException | None = None
 
 
+def encode_threads() -> int:
+    """Threads for PyTorch's operators while serving: half the cores (one on a 2-core machine)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def limit_torch_threads() -> bool:
+    """Run PyTorch's operators on encode_threads() threads, if PyTorch is loaded; True once done.
+
+    A served query batch is a few short texts: on a 2-core machine that is busy elsewhere, splitting its small
+    matrix products over two threads makes one thread spin at every barrier while the other waits for a core
+    (measured on a shared 2-core VM: 98-200 ms and as much CPU per single encode with 2 threads, 13 ms with 1;
+    4.7 CPU ms per text in batches of 16). Concurrency comes from the requests instead: half the cores
+    encode while the others serve HTTP. Never imports torch itself (a pipeline may not use it).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    torch.set_num_threads(encode_threads())  # called from the thread that encodes: its OpenMP setting follows
+    return True
+
+
 class BatchingEncoder:
     """An encoder that encodes concurrent callers' texts together; everything but encode() is the inner one's."""
 
-    def __init__(self, inner: Any, max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S):
+    def __init__(self, inner: Any, max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S,
+                 limit_threads: bool = False):
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError("max_batch must be at least 1 and max_wait_s at least 0")
         self.inner = inner
@@ -52,6 +77,8 @@ class BatchingEncoder:
         self.batches = 0  # encode() calls made on the inner encoder for them
         self.texts = 0
         self.largest = 0
+        self._last_batch = 0
+        self._threads_set = not limit_threads  # limit_threads: limit_torch_threads() before and after encoding
 
     def __getattr__(self, name: str) -> Any:  # name, backend, batch_size, ...: the inner encoder's
         if name in ("inner", "_queue", "_cond", "_worker"):
@@ -80,15 +107,15 @@ class BatchingEncoder:
         return request.vectors  # type: ignore[return-value]
 
     def _take(self) -> list[_Request] | None:
-        """The next batch: what is queued once max_wait_s has passed since it was first seen, or max_batch texts
-        sooner; None when the worker should end (idle too long)."""
+        """The next batch: what is queued (after up to max_wait_s more, when the last batch was shared), at most
+        max_batch texts; None when the worker should end (idle too long)."""
         with self._cond:
             idle_since = time.monotonic()
             while not self._queue:
                 if not self._cond.wait(timeout=1.0) and time.monotonic() - idle_since > IDLE_EXIT_S and not self._queue:
                     self._worker = None
                     return None
-            deadline = time.monotonic() + self.max_wait_s
+            deadline = time.monotonic() + (self.max_wait_s if self._last_batch > 1 else 0.0)
             while sum(len(r.texts) for r in self._queue) < self.max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._cond.wait(timeout=left):
@@ -109,8 +136,13 @@ class BatchingEncoder:
 
     def _encode(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
+        self._last_batch = len(texts)
         try:
+            if not self._threads_set:
+                self._threads_set = limit_torch_threads()
             vectors = np.asarray(self.inner.encode(texts))
+            if not self._threads_set:  # the model (and torch) loaded lazily in this call
+                self._threads_set = limit_torch_threads()
             if len(vectors) != len(texts):
                 raise ValueError(f"the encoder returned {len(vectors)} rows for {len(texts)} texts")
         except BaseException as exc:  # noqa: BLE001 - every caller of this batch gets it
@@ -141,17 +173,19 @@ def _walkable(value: Any, roots: set[str]) -> bool:
 
 
 def install_query_batching(pipeline: Any, max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S,
-                           depth: int = 4) -> list[BatchingEncoder]:
+                           depth: int = 4, limit_threads: bool = True) -> list[BatchingEncoder]:
     """Replace each encoder held by the pipeline's objects (e.g. pipeline.retriever.encoder) with a BatchingEncoder
     around it; the wrappers made (one per distinct encoder). An encoder that holds another encoder (a vector
-    cache around a model) is searched further and the innermost one wrapped, so cache hits are never queued."""
+    cache around a model) is searched further and the innermost one wrapped, so cache hits are never queued.
+    With limit_threads, PyTorch runs on half the cores from the first batch on (limit_torch_threads()):
+    the service's concurrency comes from its requests."""
     roots = {type(pipeline).__module__.split(".")[0], "exercise"}
     wrapped: dict[int, BatchingEncoder] = {}
     holds: dict[int, bool] = {}  # id -> the object holds an encoder (False while being searched)
 
     def wrap(encoder: Any) -> BatchingEncoder:
         if id(encoder) not in wrapped:
-            wrapped[id(encoder)] = BatchingEncoder(encoder, max_batch, max_wait_s)
+            wrapped[id(encoder)] = BatchingEncoder(encoder, max_batch, max_wait_s, limit_threads)
         return wrapped[id(encoder)]
 
     def visit(obj: Any, level: int) -> bool:

@@ -191,6 +191,8 @@ def ask_command(question: Optional[str] = typer.Argument(None, help="the questio
     except warm.WarmError as exc:
         if exc.user_error:
             raise ValueError(str(exc)) from None
+        if exc.traceback:  # raised in the warm process: its traceback, as a cold ask would show
+            print(exc.traceback.rstrip(), file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1)
     print_ask(answer, hits, console)

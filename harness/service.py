@@ -285,6 +285,7 @@ def add_service_routes(app: FastAPI, loaded: Loaded, token: str | None, batch_qu
                       chunks=getattr(getattr(loaded.pipeline, "index_stats", None), "chunks", None),
                       peak_rss_mb=round(peak_rss_mb(), 1), uptime_s=round(time.time() - loaded.started, 1),
                       token_required=bool(token), config=loaded.config.to_dict(),
+                      cpu_seconds=round(time.process_time(), 3),
                       query_batching=[b.stats() for b in loaded.batchers] if batch_queries else None)
 
     @app.get("/", include_in_schema=False)

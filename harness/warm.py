@@ -3,7 +3,8 @@
 The first `ragkata ask` starts `python -m harness.warm` detached, on a Unix socket under <cache_dir>/warm/, and
 asks it; later asks connect in milliseconds. The socket's name is a digest of everything the answer depends
 on: the Python, the working folder, the pipeline's module and the bytes of every file in its folder (so an edit
-to exercise/*.py or exercise/prompt.md starts a fresh process), the harness's own sources, the corpus (every
+to exercise/*.py or exercise/prompt.md starts a fresh process), the harness code it answers through (this
+module, runner.py's load_pipeline, corpus.py's load_corpus), the corpus (every
 file's path, size and mtime), the whole Config and the LLM key's value. A process whose sources went stale is
 stopped when the next ask starts its replacement; any process exits after `idle_minutes` without a request,
 when told ("stop", `ragkata ask --stop`), on SIGTERM, or when its socket file disappears.
@@ -39,15 +40,17 @@ PROTOCOL = 1
 IDLE_MINUTES = 15.0
 HARNESS = Path(__file__).resolve().parent
 MAX_LINE = 64 * 1024 * 1024  # an answer with its hits is far smaller; a guard against garbage
+ANSWERING = ("warm.py", "runner.py", "corpus.py")  # the harness code a warm answer passes through
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
 
 class WarmError(RuntimeError):
     """The warm process could not answer: it failed to build (user_error says whether the user can fix it) or died."""
 
-    def __init__(self, message: str, user_error: bool = False):
+    def __init__(self, message: str, user_error: bool = False, traceback: str = ""):
         super().__init__(message)
         self.user_error = user_error
+        self.traceback = traceback  # the warm process's, when the pipeline raised there
 
 
 # --- when to run warm, and under which key ---------------------------------------------------------
@@ -166,15 +169,16 @@ def family_of(folder: str, pipeline: str) -> str:
 
 def warm_key(pipeline: str, corpus: Path, config: Config) -> WarmKey | None:
     """The key of this ask's warm process; None when ask cannot run warm (no AF_UNIX, or a pipeline in no file)."""
-    if not hasattr(socket, "AF_UNIX"):
+    if os.name == "nt" or not hasattr(socket, "AF_UNIX"):
         return None
     folder = module_folder(pipeline)
     corpus = Path(corpus).resolve()
     if folder is None or not corpus.is_dir():
         return None
     family = family_of(os.getcwd(), pipeline)
+    harness = [HARNESS / name for name in ANSWERING]
     code = short(str(PROTOCOL), sys.executable, str(folder), content_digest(files_under(folder), folder),
-                 content_digest(files_under(HARNESS, (".py",)), HARNESS), str(corpus), corpus_fingerprint(corpus))
+                 content_digest(harness, HARNESS), str(corpus), corpus_fingerprint(corpus))
     api_key = os.environ.get(config.llm_api_key_env, "")
     settings = short(json.dumps(config.to_dict(), sort_keys=True, default=str), api_key)
     return WarmKey(family, code, settings, warm_directory(config), pipeline, corpus, config)
@@ -424,7 +428,7 @@ def reply_answer(reply: dict) -> Answer:
     if reply.get("ok"):
         return answer_from_json(reply["answer"])
     raise WarmError(str(reply.get("error", "the warm process refused the question")),
-                    user_error=bool(reply.get("user_error")))
+                    user_error=bool(reply.get("user_error")), traceback=str(reply.get("traceback", "")))
 
 
 # --- the process --------------------------------------------------------------------------------
@@ -499,13 +503,12 @@ class WarmServer:
             from harness.cli import USER_ERRORS
 
             user_error = isinstance(exc, USER_ERRORS)
-            self.failure = {"ok": False, "error": str(exc) if user_error else f"{type(exc).__name__}: {exc}",
-                            "user_error": user_error}
-            self.path(".json").write_text(json.dumps(self.failure))
-            if not user_error:
-                import traceback
+            import traceback
 
-                traceback.print_exc()
+            self.failure = {"ok": False, "error": str(exc) if user_error else f"{type(exc).__name__}: {exc}",
+                            "user_error": user_error, "traceback": "" if user_error else traceback.format_exc()}
+            self.path(".json").write_text(json.dumps(self.failure))
+            print(self.failure["traceback"], flush=True)
             self.built.set()
             time.sleep(1.0)  # let waiting asks read the failure
             deadline = time.monotonic() + 5
@@ -565,8 +568,8 @@ class WarmServer:
             except Exception as exc:  # noqa: BLE001 - report it as a cold ask would, and stay up
                 import traceback
 
-                traceback.print_exc()
-                return {"ok": False, "error": f"the pipeline raised {type(exc).__name__}: {exc}"}
+                return {"ok": False, "error": f"the pipeline raised {type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc()}
 
     def request_stop(self) -> None:
         """Exit: at once while still building (nothing to finish), else once the main loop sees it."""

@@ -200,3 +200,19 @@ def test_the_service_batches_the_pipelines_encoder_and_answers_the_same(encoder_
     (stats,) = batched.get("/healthz").json()["query_batching"]
     assert stats["requests"] == 2 and stats["batches"] == 2
     assert plain.get("/healthz").json()["query_batching"] is None
+
+
+def test_with_limit_threads_pytorch_runs_on_half_the_cores_from_the_first_batch(monkeypatch):
+    from harness import batching
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(set_num_threads=calls.append))
+    monkeypatch.setattr(batching.os, "cpu_count", lambda: 2)
+    batcher = BatchingEncoder(FakeEncoder(), limit_threads=True)
+    batcher.encode(["one"])
+    batcher.encode(["two"])
+    assert calls == [1]  # once, before the first batch; a 2-core machine encodes on one thread
+    monkeypatch.delitem(sys.modules, "torch")
+    untouched = BatchingEncoder(FakeEncoder(), limit_threads=True)
+    untouched.encode(["no torch here"])  # a pipeline without torch: nothing imported, nothing set
+    assert "torch" not in sys.modules and calls == [1]

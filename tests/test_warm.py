@@ -227,6 +227,7 @@ def test_a_question_that_raises_is_an_error_line_and_the_process_stays_up(warm_f
     raised = warm_folder.ask(question="please RAISE")
     assert raised.returncode == 1
     assert "error: the pipeline raised RuntimeError: the test pipeline was asked to fail" in raised.stderr
+    assert "Traceback" in raised.stderr and "pipeline.py" in raised.stderr  # where it raised, to reproduce it
     assert warm_folder.alive() == warm_folder.pids
     assert warm_folder.ask().returncode == 0 and len(warm_folder.pids) == 1
 
