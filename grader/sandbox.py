@@ -413,12 +413,8 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
         while pending and not broke:
             if time.monotonic() >= deadline:
                 worker.kill()
-                why = f"the side's wall-time limit of {limits.side_timeout_s:g} s ran out (--side-timeout)"
-                session.not_run += len(pending)
-                session.incidents.append(f"{target.label} pipeline: {why}; {len(pending)} remaining questions scored as "
-                                         "errors without running")
-                for key, _ in pending:
-                    yield Outcome(key, None, f"NotRun: {why}", 0.0)
+                yield from _not_run(target, pending, session, f"the side's wall-time limit of {limits.side_timeout_s:g} s "
+                                                              "ran out (--side-timeout)")
                 return
             key, question = pending[0]
             started = time.perf_counter()
@@ -435,6 +431,11 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
                 broke = True
                 continue
             wall_ms = (time.perf_counter() - started) * 1000
+            if message is None and time.monotonic() >= deadline:  # the side's limit cut this question short
+                worker.kill()
+                yield from _not_run(target, pending, session, f"the side's wall-time limit of {limits.side_timeout_s:g} s "
+                                                              "ran out (--side-timeout)")
+                return
             pending.pop(0)
             in_a_row = in_a_row + 1 if message is None else 0
             if message is None:
@@ -462,16 +463,20 @@ def _run(target: Target, questions: Sequence[tuple[str, str]], corpus: Path, lim
             worker.kill()
             restarts += 1
             if pending and (restarts >= limits.max_restarts or in_a_row >= limits.max_in_a_row):
-                why = (f"{in_a_row} questions in a row timed out or crashed" if in_a_row >= limits.max_in_a_row
-                       else f"the worker was restarted {restarts} times")
-                session.not_run += len(pending)
-                session.incidents.append(f"{target.label} pipeline: stopped because {why}; {len(pending)} remaining "
-                                         "questions scored as errors without running")
-                for key, _ in pending:
-                    yield Outcome(key, None, f"NotRun: {why}; grading of this pipeline stopped", 0.0)
+                yield from _not_run(target, pending, session, f"{in_a_row} questions in a row timed out or crashed"
+                                    if in_a_row >= limits.max_in_a_row else f"the worker was restarted {restarts} times")
                 return
         else:
             worker.stop()
+
+
+def _not_run(target: Target, pending: Sequence[tuple[str, str]], session: Session, why: str) -> Iterator[Outcome]:
+    """Stop this side: every pending question is scored as an error without running, and an incident says why."""
+    session.not_run += len(pending)
+    session.incidents.append(f"{target.label} pipeline: stopped because {why}; {len(pending)} remaining questions "
+                             "scored as errors without running")
+    for key, _ in pending:
+        yield Outcome(key, None, f"NotRun: {why}; grading of this pipeline stopped", 0.0)
 
 
 def _as_called(build: Build, jail: Jail | None, endpoint: Endpoint) -> Build:

@@ -248,6 +248,17 @@ def test_a_stuck_pipeline_is_stopped_and_the_rest_scored_as_not_run(tmp_path):
     assert "stopped because 4 questions in a row timed out or crashed; 2 remaining" in card.sides["candidate"].incidents[0]
 
 
+def test_a_side_that_runs_past_its_wall_time_limit_is_stopped(tmp_path):
+    source = "import time\n\n\ndef build_pipeline(config, documents):\n    return Slow()\n\n\nclass Slow:\n" \
+             "    def answer(self, question):\n        time.sleep(1.0)\n        raise RuntimeError('slow')\n"
+    card = run_grade(make_candidate(tmp_path / "c", source), tmp_path / "out", holdout=None,
+                     limits=Limits(timeout_s=5, memory_mb=2048, side_timeout_s=3.0))  # six questions need over 6 s
+    errors = [s.error for s in read_samples(tmp_path / "out" / "runs" / "candidate-dev" / "samples.jsonl")]
+    assert len(errors) == 6 and errors[-1].startswith("NotRun: the side's wall-time limit of 3 s ran out")
+    assert not any(e.startswith("TimeoutError") for e in errors)  # a question the limit cut short is not a time-out
+    assert card.sides["candidate"].not_run == sum(e.startswith("NotRun") for e in errors) >= 2
+
+
 DEEP_CITATION = '''
 import dataclasses
 from exercise.contracts import Answer, Chunk, Hit

@@ -247,13 +247,20 @@ def test_the_scorecard_names_the_jail(hostile):
     assert "isolation bwrap" in (out / "scorecard.md").read_text()
 
 
-def test_a_changed_scorecard_is_refused_by_render_only(tmp_path, monkeypatch):
+def grade_broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holdout: Path | None = None,
+                 reference: str = "exercise", isolation: str = "none"):
+    """The broken candidate graded on the fixture corpus with a key of its own, BM25 everywhere."""
     monkeypatch.setenv(digest.KEY_FILE_ENV, str(tmp_path / "grader.key"))
     monkeypatch.setenv("RAGKATA_RETRIEVER", "bm25")
     candidate = tmp_path / "candidate"
     shutil.copytree(BROKEN, candidate, ignore=shutil.ignore_patterns("__pycache__"))
-    grade(candidate, tmp_path / "out", GOLDEN, None, CORPUS, "exercise", limits=Limits(timeout_s=0.5, memory_mb=2048),
-          run_tests=False, isolation="none")
+    return grade(candidate, tmp_path / "out", GOLDEN, holdout, CORPUS, reference,
+                 limits=Limits(timeout_s=0.5 if isolation == "none" else 5, memory_mb=2048), run_tests=False,
+                 isolation=isolation)
+
+
+def test_a_changed_scorecard_is_refused_by_render_only(tmp_path, monkeypatch):
+    grade_broken(tmp_path, monkeypatch)
     ratings = tmp_path / "ratings.json"
     ratings.write_text(json.dumps({"code_quality": {"score": 3, "note": "fine"}}))
     fold_ratings(tmp_path / "out", ratings)  # an untouched scorecard folds
@@ -270,12 +277,7 @@ def test_a_changed_scorecard_is_refused_by_render_only(tmp_path, monkeypatch):
 
 
 def test_an_unconfined_grade_says_so_on_the_first_line(tmp_path, monkeypatch):
-    monkeypatch.setenv(digest.KEY_FILE_ENV, str(tmp_path / "grader.key"))
-    monkeypatch.setenv("RAGKATA_RETRIEVER", "bm25")
-    candidate = tmp_path / "candidate"
-    shutil.copytree(BROKEN, candidate, ignore=shutil.ignore_patterns("__pycache__"))
-    card = grade(candidate, tmp_path / "out", GOLDEN, None, CORPUS, "exercise",
-                 limits=Limits(timeout_s=0.5, memory_mb=2048), run_tests=False, isolation="none")
+    card = grade_broken(tmp_path, monkeypatch)
     assert card.alerts[0].startswith("UNISOLATED")
     assert (tmp_path / "out" / "scorecard.md").read_text().splitlines()[0].startswith("> **UNISOLATED")
     html = (tmp_path / "out" / "scorecard.html").read_text()
@@ -342,22 +344,12 @@ def test_a_container_jail_answers_through_the_projects_image(tmp_path, monkeypat
     engine = isolation.container_engine()
     if subprocess.run([engine, "image", "inspect", isolation.DEFAULT_IMAGE], capture_output=True).returncode != 0:
         pytest.skip(f"no {isolation.DEFAULT_IMAGE!r} image: {engine} build -t {isolation.DEFAULT_IMAGE} .")
-    monkeypatch.setenv(digest.KEY_FILE_ENV, str(tmp_path / "grader.key"))
-    monkeypatch.setenv("RAGKATA_RETRIEVER", "bm25")
-    candidate = tmp_path / "candidate"
-    shutil.copytree(BROKEN, candidate, ignore=shutil.ignore_patterns("__pycache__"))
-    card = grade(candidate, tmp_path / "out", GOLDEN, None, CORPUS, "exercise",
-                 limits=Limits(timeout_s=5, memory_mb=2048), run_tests=False, isolation="docker")
+    card = grade_broken(tmp_path, monkeypatch, isolation="docker")
     assert card.inputs["isolation"]["level"] == "docker" and card.sides["candidate"].build is not None
 
 
 def test_a_reference_that_never_builds_is_named_at_the_top_and_flags_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv(digest.KEY_FILE_ENV, str(tmp_path / "grader.key"))
-    monkeypatch.setenv("RAGKATA_RETRIEVER", "bm25")
-    candidate = tmp_path / "candidate"
-    shutil.copytree(BROKEN, candidate, ignore=shutil.ignore_patterns("__pycache__"))
-    card = grade(candidate, tmp_path / "out", GOLDEN, GOLDEN, CORPUS, "no_such_reference_package",
-                 limits=Limits(timeout_s=0.5, memory_mb=2048), run_tests=False, isolation="none")
+    card = grade_broken(tmp_path, monkeypatch, holdout=GOLDEN, reference="no_such_reference_package")
     assert card.sides["reference"].build is None
     assert any(alert.startswith("the reference pipeline failed to build") for alert in card.alerts)
     assert all(row["flagged"] is None for row in card.headline["rows"])
