@@ -115,7 +115,8 @@ def choose(requested: str, image: str = DEFAULT_IMAGE) -> str:
 @dataclass(frozen=True)
 class Route:
     """The interviewer's endpoint as a jailed process reaches it: the same URL, its host resolving to the
-    jail's loopback, and a port a process there may listen on (an unprivileged one, 40000 + port, below 1024)."""
+    jail's loopback, on a port a process there may listen on (a port below 1024 becomes 40000 + port
+    unless the grader runs as root)."""
 
     host: str  # the real host and port, reached from this process
     port: int
@@ -152,6 +153,7 @@ def relay(listener: socket.socket, connect: Callable[[], socket.socket]) -> thre
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()
 
     def join(client: socket.socket) -> None:
         try:
