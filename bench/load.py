@@ -1,6 +1,7 @@
 """Load the HTTP service: start `ragkata serve` on a free loopback port, then send a fixed number of requests
 to /api/ask and /api/search at 1, 4 and 16 concurrent clients. Prints JSON: per endpoint and level, the
-throughput, p50 and p95 latency, errors, the server's peak RSS and its query-batching counts (from /healthz).
+throughput, p50 and p95 latency, errors, the server's peak RSS and its query-batching counts (from /healthz):
+encode calls per batch, and query-vector cache lookups per batch.
 
 --uncached makes every question distinct (a per-run nonce and the request's number appended), so no query
 vector is found in any cache and every request encodes; --compare-batching runs the whole load twice, first
@@ -157,13 +158,17 @@ def load_server(args: argparse.Namespace, questions: list[str], levels: list[int
                     health = httpx.get(base + "/healthz", timeout=10).json()
                     result["peak_rss_mb"] = health["peak_rss_mb"]
                     result["encode_batches"] = batching_delta(before.get("query_batching"), health.get("query_batching"))
+                    result["lookup_batches"] = batching_delta(before.get("query_lookups"), health.get("query_lookups"),
+                                                              "lookups", "lookup_batches")
                     result.update(cpu_cost(before, health, client_cpu, result["completed"]))
                     report["results"].append(result)
                     print(f"[{label}] {endpoint} x{clients}: {result['throughput_rps']} req/s, p50 {result['p50_ms']} ms, "
                           f"p95 {result['p95_ms']} ms, {result['errors']} errors"
                           + (f", server {result.get('server_cpu_ms_per_request')} + client "
                              f"{result.get('client_cpu_ms_per_request')} CPU ms/request")
-                          + (f", {result['encode_batches']}" if result["encode_batches"] else ""), file=sys.stderr)
+                          + (f", encodes {result['encode_batches']}" if result["encode_batches"] else "")
+                          + (f", cache lookups {result['lookup_batches']}" if result["lookup_batches"] else ""),
+                          file=sys.stderr)
             report["peak_rss_mb"] = max(r["peak_rss_mb"] for r in report["results"])
         except Exception:
             log.seek(0)
@@ -191,13 +196,15 @@ def cpu_cost(before: dict, after: dict, client_cpu: float, requests: int) -> dic
             f"cpu_bound_rps_on_{cores}_idle_cores": round(cores * 1000 / (server_ms + client_ms), 1)}
 
 
-def batching_delta(before: list[dict] | None, after: list[dict] | None) -> dict | None:
-    """Requests and encode batches during one level, summed over the server's batched encoders."""
+def batching_delta(before: list[dict] | None, after: list[dict] | None, calls: str = "requests",
+                   made: str = "batches") -> dict | None:
+    """Requests and batches during one level, summed over the server's batchers: its encoders (query_batching),
+    or with calls="lookups", made="lookup_batches" its query-vector caches (query_lookups)."""
     if not after:
         return None
-    total = lambda stats, name: sum(s[name] for s in stats or [])  # noqa: E731
-    requests = total(after, "requests") - total(before, "requests")
-    batches = total(after, "batches") - total(before, "batches")
+    total = lambda stats, name: sum(s.get(name, 0) for s in stats or [])  # noqa: E731
+    requests = total(after, calls) - total(before, calls)
+    batches = total(after, made) - total(before, made)
     return {"requests": requests, "batches": batches, "mean_batch": round(requests / batches, 2) if batches else None}
 
 

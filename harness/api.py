@@ -277,6 +277,10 @@ class Health(BaseModel):
     query_batching: Optional[list[dict]] = Field(None, description="per batched encoder: requests, batches (encode "
                                                  "calls made for them), texts, largest and mean batch; null when "
                                                  "the server runs with --no-query-batching")
+    query_lookups: Optional[list[dict]] = Field(None, description="per batched query-vector cache: lookups, "
+                                                "lookup_batches (cache calls made for them), largest and mean "
+                                                "lookup batch; null with --no-query-batching, empty when the "
+                                                "pipeline holds no cache that can be batched")
 
 
 class ErrorOut(BaseModel):

@@ -16,6 +16,7 @@ straight through), and batching anything but encode().
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import threading
@@ -37,6 +38,7 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
     vectors: np.ndarray | None = None
     error: BaseException | None = None
+    wait: bool = True  # False: the batch holding it is not held back for company
 
 
 def encode_threads() -> int:
@@ -89,11 +91,13 @@ class BatchingEncoder:
         return {"requests": self.requests, "batches": self.batches, "texts": self.texts, "largest_batch": self.largest,
                 "mean_batch": round(self.texts / self.batches, 2) if self.batches else 0.0}
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], wait: bool = True) -> np.ndarray:
+        """The inner encoder's rows for texts, encoded with other callers'; wait=False: the batch holding them
+        is not held back max_wait_s for company (a batched cache lookup already brings its company along)."""
         texts = list(texts)
         if not texts or len(texts) >= self.max_batch:
             return self.inner.encode(texts)  # nothing to gain from company
-        request = _Request(texts)
+        request = _Request(texts, wait=wait)
         with self._cond:
             self._queue.append(request)
             self.requests += 1
@@ -115,7 +119,8 @@ class BatchingEncoder:
                 if not self._cond.wait(timeout=1.0) and time.monotonic() - idle_since > IDLE_EXIT_S and not self._queue:
                     self._worker = None
                     return None
-            deadline = time.monotonic() + (self.max_wait_s if self._last_batch > 1 else 0.0)
+            hold = self._last_batch > 1 and all(r.wait for r in self._queue)
+            deadline = time.monotonic() + (self.max_wait_s if hold else 0.0)
             while sum(len(r.texts) for r in self._queue) < self.max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._cond.wait(timeout=left):
@@ -214,6 +219,189 @@ def install_query_batching(pipeline: Any, max_batch: int = MAX_BATCH, max_wait_s
                         continue
                     holds[id(obj)] = True
         return holds[id(obj)]
+
+    if hasattr(pipeline, "__dict__"):
+        visit(pipeline, 0)
+    return list(wrapped.values())
+
+
+# --- the query vectors' cache lookup ---------------------------------------------------------------------------
+
+@dataclass
+class _Lookup:
+    texts: list[str]
+    encoder: Any
+    done: bool = False
+    result: tuple[np.ndarray, int] | None = None
+    error: BaseException | None = None
+
+
+class _NoWait:
+    """The encoder a batched lookup hands the cache: a BatchingEncoder that encodes without waiting for company
+    (a lookup batch already holds all the company there is); name, backend and the rest are the encoder's."""
+
+    def __init__(self, encoder: BatchingEncoder):
+        self._encoder = encoder
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_encoder":
+            raise AttributeError(name)
+        return getattr(self._encoder, name)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encoder.encode(texts, wait=False)
+
+
+class BatchingCache:
+    """A vector cache (exercise/embedding_cache.py's EmbeddingCache) whose small vectors_for() calls made at the
+    same time are answered by one call for all their texts: one read, one encode of the misses and one write
+    transaction per batch instead of one each. Everything but vectors_for() is the inner cache's.
+
+    No worker thread: the first caller runs the lookup in its own thread (a lone caller waits for nobody); callers
+    arriving meanwhile queue, and when it ends one of them runs everything queued (same encoder, at most
+    max_batch texts) as the next batch. An error in a batch's lookup reaches every caller in it. Each caller's
+    `encoded` is the batch's count (the retriever ignores it). A call with progress, or with max_batch texts or
+    more, goes straight through, as does one whose batched answer has the wrong number of rows (each caller of
+    such a batch then calls the inner cache alone)."""
+
+    def __init__(self, inner: Any, max_batch: int = MAX_BATCH):
+        self.inner = inner
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: deque[_Lookup] = deque()
+        self._busy = False
+        self.requests = 0  # vectors_for() calls that were batched
+        self.batches = 0  # vectors_for() calls made on the inner cache for them
+        self.largest = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("inner", "_cond", "_queue"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def stats(self) -> dict[str, float]:
+        return {"lookups": self.requests, "lookup_batches": self.batches, "largest_lookup_batch": self.largest,
+                "mean_lookup_batch": round(self.requests / self.batches, 2) if self.batches else 0.0}
+
+    def vectors_for(self, texts: Sequence[str], encoder: Any, progress: Any = None) -> tuple[np.ndarray, int]:
+        texts = list(texts)
+        if progress is not None or not texts or len(texts) >= self.max_batch:
+            return self.inner.vectors_for(texts, encoder, progress)
+        lookup = _Lookup(texts, encoder)
+        with self._cond:
+            self._queue.append(lookup)
+            self.requests += 1
+            while not lookup.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy = True
+                batch = self._take()
+                self._cond.release()
+                try:
+                    self._lookup(batch)
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    for each in batch:
+                        each.done = True
+                    self._cond.notify_all()
+        if lookup.error is not None:
+            raise lookup.error
+        return lookup.result  # type: ignore[return-value]
+
+    def _take(self) -> list[_Lookup]:
+        """The queued lookups with the first one's encoder, in order, up to max_batch texts (at least one)."""
+        first = self._queue[0]
+        batch, rest, count = [], deque(), 0
+        while self._queue:
+            lookup = self._queue.popleft()
+            if lookup.encoder is first.encoder and (not batch or count + len(lookup.texts) <= self.max_batch):
+                batch.append(lookup)
+                count += len(lookup.texts)
+            else:
+                rest.append(lookup)
+        self._queue.extend(rest)
+        return batch
+
+    def _lookup(self, batch: list[_Lookup]) -> None:
+        encoder = batch[0].encoder
+        inner_encoder = _NoWait(encoder) if isinstance(encoder, BatchingEncoder) else encoder
+        texts = [text for lookup in batch for text in lookup.texts]
+        try:
+            result = self.inner.vectors_for(texts, inner_encoder)
+            vectors, encoded = result
+            vectors = np.asarray(vectors)
+            if vectors.ndim != 2 or len(vectors) != len(texts):
+                raise _Unexpected
+        except _Unexpected:
+            for lookup in batch:  # not the starter's answer: each caller's own call, as without batching
+                try:
+                    lookup.result = self.inner.vectors_for(lookup.texts, encoder)
+                except BaseException as exc:  # noqa: BLE001 - that caller gets it
+                    lookup.error = exc
+            return
+        except BaseException as exc:  # noqa: BLE001 - every caller of this batch gets it
+            for lookup in batch:
+                lookup.error = exc
+            return
+        self.batches += 1
+        self.largest = max(self.largest, len(texts))
+        start = 0
+        for lookup in batch:
+            lookup.result = (vectors[start:start + len(lookup.texts)].copy(), encoded)
+            start += len(lookup.texts)
+
+
+class _Unexpected(Exception):
+    """The inner cache's answer is not one row per text."""
+
+
+def _starter_cache(cache: Any) -> bool:
+    """The starter's EmbeddingCache (or a subclass) with its vectors_for(texts, encoder, progress) signature."""
+    try:
+        from exercise.embedding_cache import EmbeddingCache
+    except ImportError:
+        return False
+    if not isinstance(cache, EmbeddingCache):
+        return False
+    try:
+        params = list(inspect.signature(cache.vectors_for).parameters)
+    except (TypeError, ValueError):
+        return False
+    return params[:3] == ["texts", "encoder", "progress"]
+
+
+def install_lookup_batching(pipeline: Any, max_batch: int = MAX_BATCH, depth: int = 4) -> list[BatchingCache]:
+    """Wrap the vector cache of each dense retriever in the pipeline (an object of the pipeline's own code holding
+    `cache`, the starter's EmbeddingCache, and an `encoder`) in a BatchingCache; the wrappers made. Anything
+    else (no such retriever, a cache of another kind or signature, a frozen object) is left as it is, and its
+    queries take the unbatched path. Run after install_query_batching(), so lookups' misses reach the encode
+    batcher without waiting for company."""
+    roots = {type(pipeline).__module__.split(".")[0], "exercise"}
+    wrapped: dict[int, BatchingCache] = {}
+    seen: set[int] = set()
+
+    def visit(obj: Any, level: int) -> None:
+        if id(obj) in seen or level > depth:
+            return
+        seen.add(id(obj))
+        attrs = vars(obj)
+        cache = attrs.get("cache")
+        if cache is not None and not isinstance(cache, BatchingCache) and is_encoder(attrs.get("encoder")) \
+                and _starter_cache(cache):
+            if id(cache) not in wrapped:
+                wrapped[id(cache)] = BatchingCache(cache, max_batch)
+            try:
+                setattr(obj, "cache", wrapped[id(cache)])
+            except (AttributeError, TypeError):
+                pass
+        for name, value in list(attrs.items()):
+            if isinstance(value, list) and len(value) > 64:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                if _walkable(item, roots) and not isinstance(item, (BatchingCache, BatchingEncoder)):
+                    visit(item, level + 1)
 
     if hasattr(pipeline, "__dict__"):
         visit(pipeline, 0)

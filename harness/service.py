@@ -8,14 +8,16 @@ import logging
 import math
 import secrets
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from exercise.config import Config
 from exercise.contracts import Answer, Chunk, Document, Hit
@@ -39,7 +41,7 @@ from harness.api import (
     UsageOut,
     explain,
 )
-from harness.batching import BatchingEncoder, install_query_batching
+from harness.batching import BatchingCache, BatchingEncoder, install_lookup_batching, install_query_batching
 from harness.corpus import load_corpus, read_canaries
 from harness.golden import GoldenQuestion, read_golden
 from harness.metrics import covers
@@ -99,6 +101,7 @@ class Loaded:
     golden: dict[str, GoldenQuestion]  # the dev questions by id
     started: float  # time.time() when loaded
     batchers: tuple[BatchingEncoder, ...] = ()  # the pipeline's encoders, wrapped to encode concurrent queries together
+    lookups: tuple[BatchingCache, ...] = ()  # its dense retrievers' vector caches, wrapped to look up queries together
 
     @cached_property
     def sources(self) -> SourceCorpus:
@@ -165,17 +168,21 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
     """Load the corpus and dev questions, build the pipeline once, and return the app serving them.
 
     With batch_queries, the encoders inside the pipeline (e.g. its retriever's) are wrapped so that concurrent
-    requests' query encodes run as one batch (harness/batching.py); the pipeline's code is unchanged."""
+    requests' query encodes run as one batch, and a dense retriever's vector cache so that their cache lookups
+    (read, encode the misses, write) run as one (harness/batching.py); the pipeline's code is unchanged.
+    uvicorn's access log is turned off at start-up: a log line per request costs more CPU than a cached search."""
     config = config or Config()
     golden_by_id = load_dev_golden(golden)
     documents = {d.doc_id: d for d in load_corpus(corpus)}
     canaries = read_canaries(corpus)
     built = load_pipeline(pipeline, config, list(documents.values()))
     batchers = tuple(install_query_batching(built)) if batch_queries else ()
+    lookups = tuple(install_lookup_batching(built)) if batch_queries else ()
     loaded = Loaded(name=pipeline, config=config, pipeline=built, tap=tap_generator(built), documents=documents,
-                    canaries=canaries, golden=golden_by_id, started=time.time(), batchers=batchers)
+                    canaries=canaries, golden=golden_by_id, started=time.time(), batchers=batchers, lookups=lookups)
     app = FastAPI(title="ragkata", version="0.1.0", description="The playground's API over one pipeline. When the "
-                  "server was started with --token, every /api request needs 'Authorization: Bearer <token>'.")
+                  "server was started with --token, every /api request needs 'Authorization: Bearer <token>'.",
+                  lifespan=quiet_access_log)
     app.state.pipeline = built
     add_guards(app, token)
     add_pipeline_routes(app, loaded)
@@ -185,18 +192,20 @@ def create_app(pipeline: str = "exercise", corpus: Path | str = "corpus", golden
     return app
 
 
+@asynccontextmanager
+async def quiet_access_log(app: FastAPI) -> AsyncIterator[None]:
+    """Drop uvicorn's per-request access log (at start-up, after uvicorn has configured logging): with no handler,
+    uvicorn skips the line altogether. Errors are still logged by uvicorn.error."""
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    yield
+
+
 def add_guards(app: FastAPI, token: str | None) -> None:
     """With a token, every /api request must send it (401 otherwise); a 422 says what to send instead."""
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next):
-        if token and request.url.path.startswith("/api"):
-            sent = request.headers.get("authorization", "")
-            if not secrets.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "missing or wrong token: send the header 'Authorization: Bearer <token>' "
-                                     "with the token given to ragkata serve --token"},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    if token:
+        app.add_middleware(TokenGuard, token=token)
 
     @app.exception_handler(RequestValidationError)
     async def explain_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -204,9 +213,29 @@ def add_guards(app: FastAPI, token: str | None) -> None:
         return JSONResponse({"detail": "; ".join(explain(e, example) for e in exc.errors())}, status_code=422)
 
 
+class TokenGuard:
+    """ASGI middleware: an /api request without 'Authorization: Bearer <token>' gets a 401. A plain ASGI
+    callable, not @app.middleware("http"), which costs a task and a body stream per request."""
+
+    def __init__(self, app: Any, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api"):
+            sent = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+            if not secrets.compare_digest(sent, self.expected):
+                response = JSONResponse({"detail": "missing or wrong token: send the header 'Authorization: Bearer "
+                                         "<token>' with the token given to ragkata serve --token"},
+                                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def add_pipeline_routes(app: FastAPI, loaded: Loaded) -> None:
-    """POST /api/ask and /api/search. They are plain defs, so they run in the thread pool: a slow question never
-    blocks /healthz."""
+    """POST /api/ask and /api/search. The pipeline runs in the thread pool (ask is a plain def; search hands its
+    call there itself): a slow question never blocks /healthz."""
     built = loaded.pipeline
 
     @app.post("/api/ask", response_model=AskResponse, responses={**ERRORS, 200: {"content": {"application/x-ndjson": {
@@ -225,10 +254,12 @@ def add_pipeline_routes(app: FastAPI, loaded: Loaded) -> None:
         return loaded.ask_response(body, call_pipeline(lambda: built.answer(body.question)), question)
 
     @app.post("/api/search", response_model=SearchResponse, responses=ERRORS, tags=["pipeline"])
-    def search(body: SearchRequest) -> SearchResponse:
+    async def search(body: SearchRequest) -> SearchResponse:
         """Retrieval only: the pipeline's k best hits for the question."""
+        # The search runs in the thread pool (a slow one never blocks /healthz); the response is built and
+        # checked here, on the event loop, which saves a second trip through the pool per request.
         begun = time.perf_counter()
-        hits = call_pipeline(lambda: built.search(body.question, body.k))
+        hits = await run_in_threadpool(call_pipeline, lambda: built.search(body.question, body.k))
         took = (time.perf_counter() - begun) * 1000
         return SearchResponse(question=body.question, k=body.k, latency_ms={"search": took},
                               hits=[loaded.hit_out(r, h, set(), set(), None) for r, h in enumerate(hits, start=1)])
@@ -286,7 +317,8 @@ def add_service_routes(app: FastAPI, loaded: Loaded, token: str | None, batch_qu
                       peak_rss_mb=round(peak_rss_mb(), 1), uptime_s=round(time.time() - loaded.started, 1),
                       token_required=bool(token), config=loaded.config.to_dict(),
                       cpu_seconds=round(time.process_time(), 3),
-                      query_batching=[b.stats() for b in loaded.batchers] if batch_queries else None)
+                      query_batching=[b.stats() for b in loaded.batchers] if batch_queries else None,
+                      query_lookups=[c.stats() for c in loaded.lookups] if batch_queries else None)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
