@@ -57,13 +57,19 @@ def eval_command(
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible endpoint of "
                                                  "the judge (default: the generator's llm_base_url)"),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model (default: llm_model)"),
+    split: Optional[str] = typer.Option(None, "--split", help="with --corpus naming a BEIR folder: the qrels split "
+                                        "to evaluate (default test)"),
 ) -> None:
     """Run the pipeline over every golden question and write runs/<run_id>/.
+
+    --corpus may name a BEIR folder (corpus.jsonl, queries.jsonl, qrels/): it is imported into the cache
+    once and its --split's retrieval-only questions are evaluated.
 
     Example: ragkata eval --config chunk_size=400 --config retriever=dense
     Example: ragkata eval --config generator=llm --limit 50 --workers 2
     Example: ragkata eval --judge --judge-base-url http://127.0.0.1:8081/v1
     """
+    from harness.beir import eval_inputs, is_beir_folder
     from harness.corpus import describe_skipped, skipped_files
     from harness.progress import Display, building
     from harness.report import print_summary
@@ -73,6 +79,11 @@ def eval_command(
     if resume is not None and (config or no_llm_cache or limit is not None):
         raise ValueError("--resume takes the config and the sample from the run's spec.json; drop --config, "
                          "--no-llm-cache and --limit, or start a new run")
+    if resume is None and is_beir_folder(corpus):
+        corpus, golden, used = eval_inputs(corpus, golden, split, make_config(config).cache_dir)
+        console.print(used, markup=False, highlight=False, soft_wrap=True)
+    elif split is not None:
+        raise ValueError("--split names a qrels split of a BEIR folder; pass --corpus with one")
     if resume is None:
         golden = eval_golden(corpus, golden)
         if corpus.is_dir() and (skipped := skipped_files(corpus)):
@@ -300,6 +311,25 @@ def llm_serve_command(
         return
     console.print(f"error: the server exited with status {code}; see {server.log_path}", markup=False, highlight=False)
     raise typer.Exit(1)
+
+
+import_app = typer.Typer(no_args_is_help=True, help="Write a ragkata corpus and golden files from another format.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("beir")
+def import_beir_command(source: Path = typer.Argument(..., help="a BEIR folder: corpus.jsonl, queries.jsonl, qrels/"),
+                        out: Path = typer.Option(..., "--out", help="new folder for corpus/ and golden/<split>.jsonl")) -> None:
+    """Write OUT/corpus/ (one Markdown document per corpus line, manifest.yaml) and OUT/golden/<split>.jsonl
+    (retrieval-only questions with graded relevance) from a BEIR data set.
+
+    Example: ragkata import beir ~/beir/scifact --out scifact && ragkata eval --corpus scifact/corpus --golden scifact/golden/test.jsonl
+    """
+    from harness.beir import describe_import, import_beir
+
+    with console.status(f"importing {source}"):
+        result = import_beir(source, out)
+    console.print(describe_import(result), markup=False, highlight=False, soft_wrap=True)
 
 
 USER_ERRORS = (FileNotFoundError, GoldenError, CorpusError, ValueError, json.JSONDecodeError)
