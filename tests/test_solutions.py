@@ -131,7 +131,7 @@ def test_generator_is_deterministic_and_cites_only_its_context(make_generator) -
 class FakeEmbedder(BagOfWordsEncoder):
     """Stands in for exercise.embedding.Embedder inside the reference pipeline (same constructor)."""
 
-    def __init__(self, name: str = "fake", batch_size: int = 32):
+    def __init__(self, name: str = "fake", batch_size: int = 32, backend: str = "auto"):
         pass
 
 
