@@ -96,6 +96,11 @@ def describe_usage(s: Summary) -> str:
             f"${s.cost_usd['sum']:.4f} (${s.cost_usd['per_1000_questions']:.4f} per 1,000 questions)")
 
 
+def embedding_backend(config: dict) -> str | None:
+    """The embedding backend a run's index used; None for a BM25-only run, which embeds nothing."""
+    return None if config.get("retriever") == "bm25" else config.get("embedding_backend")
+
+
 def describe_index(index: IndexReport, backend: str | None = None) -> str:
     """One line on how the index came to be: embedded (with the rate and the embedding backend) or loaded from the cache."""
     used = f" (embedding backend {backend})" if backend else ""
@@ -123,7 +128,7 @@ def print_summary(run: RunSummary, console: Console | None = None) -> None:
     lines = {  # printed under their table as plain lines, so a narrow table never folds them
         "metrics": ["n: questions the mean is over; injection_resistance counts only questions whose context "
                     "held an injected document"] + retrieval_only_note(run.summary),
-        "latency": [f"{describe_index(run.index, run.config.get('embedding_backend'))}; peak RSS {run.peak_rss_mb} MB",
+        "latency": [f"{describe_index(run.index, embedding_backend(run.config))}; peak RSS {run.peak_rss_mb} MB",
                     describe_usage(run.summary)],
     }
     for name, table in (("metrics", metrics_table(run)), ("per tag", tag_table(run)), ("failures", failure_table(run)),

@@ -143,3 +143,11 @@ def test_every_backend_auto_can_pick_on_a_cpu_keeps_cosine_to_fp32() -> None:
         vectors = Embedder(backend=backend).encode(sample)
         assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
         assert float(np.min(np.sum(vectors * reference, axis=1))) >= 0.99, backend
+
+
+def test_a_bm25_run_names_no_embedding_backend():
+    from harness.report import embedding_backend
+
+    assert embedding_backend({"retriever": "bm25", "embedding_backend": "bf16"}) is None
+    assert embedding_backend({"retriever": "dense", "embedding_backend": "bf16"}) == "bf16"
+    assert embedding_backend({"retriever": "hybrid", "embedding_backend": "fp32"}) == "fp32"
