@@ -37,8 +37,10 @@ def timed_grade(candidate: Path, out: Path, dev: Path, isolation: str) -> float:
     card = grade(candidate, out, dev, None, ROOT / "corpus", "grader.solutions", limits=Limits(), run_tests=False,
                  isolation=isolation)
     seconds = time.perf_counter() - started
-    errors = sum(side.errors for side in card.sides.values())
-    print(f"  {isolation:<5} {seconds:6.1f} s  (errors: {errors})", flush=True)
+    errors = {side: info.errors for side, info in card.sides.items()}
+    print(f"  {isolation:<5} {seconds:6.1f} s  (errors per side: {errors})", flush=True)
+    if any(errors.values()):
+        raise SystemExit(f"errors while grading: {[i for info in card.sides.values() for i in info.incidents]}")
     return seconds
 
 
@@ -63,9 +65,12 @@ def containment(tmp: Path) -> dict[str, list[str]]:
     candidate = tmp / "hostile"
     shutil.copytree(fixtures / "hostile_candidate", candidate, ignore=shutil.ignore_patterns("__pycache__"))
     (candidate / "hostile.json").write_text(json.dumps({"flood_mb": 4, "daemon_seconds": 30}))
-    os.environ["RAGKATA_RETRIEVER"] = "bm25"
-    grade(candidate, tmp / "hostile-out", fixtures / "golden.jsonl", None, fixtures / "corpus", "exercise",
-          limits=Limits(timeout_s=5, memory_mb=4096), run_tests=True, isolation="bwrap")
+    os.environ["RAGKATA_RETRIEVER"] = "bm25"  # the fixture needs no embeddings; only for this grade
+    try:
+        grade(candidate, tmp / "hostile-out", fixtures / "golden.jsonl", None, fixtures / "corpus", "exercise",
+              limits=Limits(timeout_s=5, memory_mb=4096), run_tests=True, isolation="bwrap")
+    finally:
+        del os.environ["RAGKATA_RETRIEVER"]
     lines: dict[str, list[str]] = {}
     for log in ("candidate.log", "tests.log"):
         for line in (tmp / "hostile-out" / "logs" / log).read_text(errors="replace").splitlines():

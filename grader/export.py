@@ -30,6 +30,7 @@ HELD_BACK = (
     "tests/test_isolation.py",
     "tests/test_git_safety.py",
     "bench/isolation.py",  # grades with the grader
+    "bench/beir.py",  # runs the reference beside the starter
     "tests/fixtures/broken_candidate/",
     "tests/fixtures/hostile_candidate/",
 )

@@ -16,7 +16,7 @@ from harness.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 MAY_NOT_IMPORT = {"exercise": {"harness", "grader"}, "harness": {"grader"}, "grader": set()}
-CANDIDATE_COMMANDS = {"eval", "compare", "ask", "index", "validate", "serve", "llm"}
+CANDIDATE_COMMANDS = {"eval", "compare", "ask", "index", "validate", "serve", "llm", "import"}
 
 
 def top_level_imports(source: str) -> set[str]:
