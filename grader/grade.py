@@ -65,8 +65,7 @@ def evaluate(target: Target, questions: dict[str, tuple[str, GoldenQuestion]], c
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
     (out / "logs").mkdir(exist_ok=True)
-    log = out / "logs" / f"{target.label}.log"
-    log.write_bytes(b"")
+    log = out / "logs" / f"{target.label}.log"  # emptied by run_target's CappedLog
     session, done = Session(on_progress=lambda d, t: progress(f"{target.label}: embedding", d, t)), set()
     files = {split: (folder / "samples.jsonl").open("a", encoding="utf-8") for split, folder in folders.items()}
     samples: dict[str, list[Sample]] = {split: [] for split in sc.SPLITS}

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from exercise.config import Config
-from exercise.contracts import Answer, Chunk, Hit, Usage
+from exercise.contracts import Answer
+from harness.records import MalformedAnswer, answer_from_json, answer_to_json
 
 PROTOCOL = 1
 IDLE_MINUTES = 15.0
@@ -184,31 +185,7 @@ def warm_key(pipeline: str, corpus: Path, config: Config) -> WarmKey | None:
     return WarmKey(family, code, settings, warm_directory(config), pipeline, corpus, config)
 
 
-# --- the answer on the wire -----------------------------------------------------------------------
-
-def answer_to_json(answer: Any) -> dict:
-    """An Answer (or an object with its fields) as plain JSON."""
-    usage = getattr(answer, "usage", None) or Usage()
-    return {
-        "question": str(answer.question), "text": str(answer.text), "citations": [str(c) for c in answer.citations],
-        "abstained": bool(answer.abstained), "context": [str(c) for c in answer.context],
-        "retrieved": [{"chunk_id": str(h.chunk.chunk_id), "doc_id": str(h.chunk.doc_id), "text": str(h.chunk.text),
-                       "start": int(h.chunk.start), "end": int(h.chunk.end), "score": float(h.score)}
-                      for h in answer.retrieved],
-        "latency_ms": {str(k): float(v) for k, v in dict(answer.latency_ms).items()},
-        "usage": {"prompt_tokens": int(usage.prompt_tokens), "completion_tokens": int(usage.completion_tokens),
-                  "cost_usd": float(usage.cost_usd), "cached": bool(usage.cached),
-                  "calls": int(getattr(usage, "calls", 0))},
-    }
-
-
-def answer_from_json(data: Mapping[str, Any]) -> Answer:
-    hits = tuple(Hit(Chunk(h["chunk_id"], h["doc_id"], h["text"], h["start"], h["end"]), h["score"])
-                 for h in data["retrieved"])
-    return Answer(question=data["question"], text=data["text"], citations=tuple(data["citations"]),
-                  abstained=data["abstained"], retrieved=hits, context=tuple(data["context"]),
-                  latency_ms=dict(data["latency_ms"]), usage=Usage(**data["usage"]))
-
+# --- the wire ------------------------------------------------------------------------------------
 
 def send_line(sock: socket.socket, payload: dict) -> None:
     sock.sendall(json.dumps(payload).encode() + b"\n")
@@ -365,7 +342,7 @@ def ask(key: WarmKey, question: str, on_status: Callable[[str], None] = lambda _
     idle = idle_minutes() if idle is None else idle
     payload = {"op": "ask", "question": question, "key": key.digest}
     try:
-        return reply_answer(request(key.socket, payload))
+        return reply_answer(request(key.socket, payload), question)
     except (OSError, ConnectionError):
         pass  # none runs (or it was just exiting): start one
     process: subprocess.Popen | None = None
@@ -379,7 +356,7 @@ def ask(key: WarmKey, question: str, on_status: Callable[[str], None] = lambda _
         on_started(process.pid)
     wait_status = lambda: on_status(log_tail(key.path(".log")))  # noqa: E731
     try:
-        return reply_answer(ask_when_listening(key, payload, process, wait_status))
+        return reply_answer(ask_when_listening(key, payload, process, wait_status), question)
     except KeyboardInterrupt:
         if process is not None:  # interrupted while it built: leave nothing behind
             process.terminate()
@@ -424,9 +401,13 @@ def failure_text(key: WarmKey, code: int | None) -> str:
             f"its log ({key.path('.log')}) ends:\n{log_tail(key.path('.log'), 15)}")
 
 
-def reply_answer(reply: dict) -> Answer:
+def reply_answer(reply: dict, question: str) -> Answer:
+    """The Answer in a reply, through the harness's one transport (records.answer_from_json)."""
     if reply.get("ok"):
-        return answer_from_json(reply["answer"])
+        try:
+            return answer_from_json(question, reply["answer"])
+        except MalformedAnswer as exc:
+            raise WarmError(f"the pipeline's answer breaks the contract: malformed: {exc}", user_error=True) from None
     raise WarmError(str(reply.get("error", "the warm process refused the question")),
                     user_error=bool(reply.get("user_error")), traceback=str(reply.get("traceback", "")))
 

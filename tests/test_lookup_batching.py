@@ -19,7 +19,7 @@ import numpy as np
 from exercise.contracts import Chunk
 from exercise.embedding_cache import EmbeddingCache
 from exercise.retrieval import DenseRetriever
-from harness.batching import BatchingCache, BatchingEncoder, install_lookup_batching, install_query_batching
+from harness.batching import BatchingEncoder, install_lookup_batching, install_query_batching
 
 CALLERS = 12
 DOCS = [f"document {n} about {topic}" for n, topic in enumerate(

@@ -8,6 +8,7 @@ any process left and checks none is). No timing is asserted; bench/ask.py measur
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -248,7 +249,10 @@ def test_the_answer_survives_the_wire(fixture_corpus):
     from tests.conftest import FakePipeline
 
     answer = FakePipeline(Config(), load_corpus(fixture_corpus)).answer(QUESTION)
-    assert warm.answer_from_json(warm.answer_to_json(answer)) == answer
+    assert warm.reply_answer({"ok": True, "answer": warm.answer_to_json(answer)}, QUESTION) == answer
+    broken = dataclasses.replace(answer, citations=answer.citations[0])  # a str: never split into characters
+    with pytest.raises(warm.WarmError, match="malformed: citations"):
+        warm.reply_answer({"ok": True, "answer": warm.answer_to_json(broken)}, QUESTION)
 
 
 def test_piped_output_is_plain_and_a_terminal_gets_a_table(fixture_corpus):
