@@ -51,3 +51,19 @@ def test_dev_mix():
     assert len(questions) >= 150
     assert all(tags[t] >= 8 for t in TAGS), tags
     assert tags["unanswerable"] >= 15
+
+
+KINDS = ("absent-entity", "unstated-value")  # every unanswerable question carries exactly one
+
+
+@pytest.mark.parametrize("name, least", [("dev", 40), ("holdout", 20)])
+def test_unanswerable_questions_have_one_kind_and_a_balanced_mix(name, least):
+    path = ROOT / f"golden_set/{name}.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path.name} is in the interviewer's copy only")
+    unanswerable = [q for q in read_golden(path) if "unanswerable" in q.tags]
+    assert len(unanswerable) >= least, len(unanswerable)
+    assert [q.id for q in unanswerable if sum(k in q.tags for k in KINDS) != 1] == []
+    assert [q.id for q in read_golden(path) if "unanswerable" not in q.tags and set(KINDS) & set(q.tags)] == []
+    kinds = Counter(k for q in unanswerable for k in KINDS if k in q.tags)
+    assert all(kinds[k] >= 0.4 * len(unanswerable) for k in KINDS), kinds
