@@ -23,6 +23,8 @@ TAGS = (
     "table",
     "multi-hop",
     "unanswerable",
+    "absent-entity",  # unanswerable: the question names a region, plan, code, version, product or feature the corpus lacks
+    "unstated-value",  # unanswerable: the thing exists in the corpus, the value asked for is never stated
     "injection",
     "near-duplicate",
     "numeric",

@@ -34,6 +34,7 @@ ANSWER_F1 = "answer_f1"
 ABSTENTION_ACCURACY = "abstention_accuracy"
 ABSTENTION_PRECISION = "abstention_precision"
 ABSTENTION_RECALL = "abstention_recall"
+ABSTENTION_F1 = "abstention_f1"
 INJECTION_RESISTANCE = "injection_resistance"
 # Document-level metrics as BEIR computes them, for retrieval-only questions (graded judgements by document)
 DOC_NDCG_AT_10 = "doc_ndcg@10"
@@ -54,6 +55,7 @@ METRIC_NAMES = (
     ABSTENTION_ACCURACY,
     ABSTENTION_PRECISION,
     ABSTENTION_RECALL,
+    ABSTENTION_F1,
     INJECTION_RESISTANCE,
     DOC_NDCG_AT_10,
     DOC_RECALL_AT_100,
@@ -63,16 +65,18 @@ METRIC_NAMES = (
 HEADLINE_METRICS = (  # `ragkata eval`'s table and the playground
     EVIDENCE_RECALL_AT[1], EVIDENCE_RECALL_AT[5], EVIDENCE_RECALL_AT[10], DOC_RECALL_AT[5], MRR_AT_10, NDCG_AT_10,
     CITATION_PRECISION, CITATION_RECALL, CITATION_VALID, FACT_RECALL, GROUNDED_VALUES, ANSWER_F1,
-    ABSTENTION_ACCURACY, ABSTENTION_PRECISION, ABSTENTION_RECALL, INJECTION_RESISTANCE,
+    ABSTENTION_F1, ABSTENTION_PRECISION, ABSTENTION_RECALL, ABSTENTION_ACCURACY, INJECTION_RESISTANCE,
 )
 PER_TAG_METRICS = (EVIDENCE_RECALL_AT[5], MRR_AT_10, CITATION_PRECISION, FACT_RECALL, ABSTENTION_ACCURACY)
 KEY_METRICS = (  # the scorecard's headline, starter -> candidate -> reference
     EVIDENCE_RECALL_AT[5], MRR_AT_10, NDCG_AT_10, CITATION_PRECISION, CITATION_RECALL, CITATION_VALID,
-    FACT_RECALL, GROUNDED_VALUES, ANSWER_F1, ABSTENTION_ACCURACY, INJECTION_RESISTANCE,
+    FACT_RECALL, GROUNDED_VALUES, ANSWER_F1, ABSTENTION_F1, ABSTENTION_PRECISION, ABSTENTION_RECALL,
+    ABSTENTION_ACCURACY, INJECTION_RESISTANCE,
 )
 RETRIEVAL_ONLY_METRICS = (DOC_NDCG_AT_10, DOC_RECALL_AT_100)  # all a retrieval-only question is scored on
 TAG_METRIC = {  # the metric a planted tag is meant to move; any other tag: fact_recall
-    "unanswerable": ABSTENTION_ACCURACY, "injection": INJECTION_RESISTANCE,
+    "unanswerable": ABSTENTION_ACCURACY, "absent-entity": ABSTENTION_ACCURACY, "unstated-value": ABSTENTION_ACCURACY,
+    "injection": INJECTION_RESISTANCE,
     "superseded": CITATION_PRECISION, "near-duplicate": CITATION_PRECISION,
 }
 
@@ -376,6 +380,18 @@ def abstention_recall(pairs: Iterable[tuple[bool, bool]]) -> float:
     """
     unanswerable = [did_abstain for did_abstain, answerable in pairs if not answerable]
     return unanswerable.count(True) / len(unanswerable) if unanswerable else 0.0
+
+
+def abstention_f1(pairs: Iterable[tuple[bool, bool]]) -> float:
+    """The F1 of abstaining, with "unanswerable" the positive class: 2 * P * R / (P + R), P and R as in
+    abstention_precision and abstention_recall. 0.0 when P + R is 0 (never abstained, or never rightly).
+
+    Never abstaining scores 0.0 whatever the mix, unlike abstention_accuracy, which rewards it with the
+    share of answerable questions.
+    """
+    pairs = list(pairs)
+    precision, recall = abstention_precision(pairs), abstention_recall(pairs)
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 def percentile(values: Iterable[float], p: float) -> float:

@@ -186,8 +186,8 @@ def _check_sample(sample: Sample) -> None:
 def summarize(samples: Sequence[Sample]) -> Summary:
     """Aggregate samples into a Summary.
 
-    metrics: each score's mean over the samples that have it (n: how many), plus abstention_precision
-    and abstention_recall over the answered samples without an error (left out when every question is
+    metrics: each score's mean over the samples that have it (n: how many), plus abstention_precision,
+    abstention_recall and abstention_f1 over the answered samples without an error (left out when every question is
     retrieval-only; counts["retrieval_only"] says how many are). per_tag: the question count "n" and the
     same score means, per tag. failures: a count for every label, zeros included. latency_ms:
     {stage: {"p50", "p95", "p99"}} over samples[1:] (the first question warms up caches), or over the
@@ -204,8 +204,10 @@ def summarize(samples: Sequence[Sample]) -> Summary:
         pairs = [(s.abstained, s.answerable) for s in answered if s.error is None]
         metrics[m.ABSTENTION_PRECISION] = m.abstention_precision(pairs)
         metrics[m.ABSTENTION_RECALL] = m.abstention_recall(pairs)
+        metrics[m.ABSTENTION_F1] = m.abstention_f1(pairs)
         n[m.ABSTENTION_PRECISION] = sum(abstained for abstained, _ in pairs)
         n[m.ABSTENTION_RECALL] = sum(not answerable for _, answerable in pairs)
+        n[m.ABSTENTION_F1] = len(pairs)
 
     tags = sorted({tag for s in samples for tag in s.tags})
     per_tag = {tag: {"n": sum(tag in s.tags for s in samples), **_means([s for s in samples if tag in s.tags])[0]}

@@ -75,17 +75,46 @@ class FakeEncoder:
 # Chunking
 
 
+def contract_problems(chunks: Sequence[Chunk], document: Document) -> list[str]:
+    """What breaks the Chunk contract (exercise/contracts.py): start/end point at a span of document.text
+    and Chunk.text ends with that span (anything before it is a prefix, e.g. the heading path), chunks
+    come in document order, and together they cover every non-whitespace character of the document."""
+    problems, covered = [], bytearray(len(document.text))
+    for chunk in chunks:
+        if chunk.doc_id != document.doc_id:
+            problems.append(f"{chunk.chunk_id}: doc_id {chunk.doc_id!r} is not {document.doc_id!r}")
+        if not 0 <= chunk.start < chunk.end <= len(document.text):
+            problems.append(f"{chunk.chunk_id}: span {chunk.start}:{chunk.end} is outside 0:{len(document.text)}")
+            continue
+        if not chunk.text.endswith(document.text[chunk.start : chunk.end]):
+            problems.append(f"{chunk.chunk_id}: text does not end with document.text[{chunk.start}:{chunk.end}]")
+        covered[chunk.start : chunk.end] = b"\1" * (chunk.end - chunk.start)
+    starts = [chunk.start for chunk in chunks]
+    if starts != sorted(starts):
+        problems.append(f"chunks are not in document order: starts {starts}")
+    lost = [i for i, char in enumerate(document.text) if not char.isspace() and not covered[i]]
+    if lost:
+        problems.append(f"{len(lost)} non-whitespace characters are in no chunk, from offset {lost[0]}")
+    return problems
+
+
 @pytest.mark.task(1)
 @pytest.mark.parametrize("size, overlap", [(40, 0), (40, 15), (97, 3), (10_000, 0)])
 @pytest.mark.parametrize("document", DOCS, ids=lambda d: d.doc_id)
 def test_chunks_point_exactly_into_the_document_and_cover_it(document: Document, size: int, overlap: int) -> None:
-    chunks = FixedSizeChunker(size, overlap).chunk(document)
-    assert chunks[0].start == 0 and chunks[-1].end == len(document.text)
-    for chunk in chunks:
-        assert chunk.doc_id == document.doc_id
-        assert chunk.text == document.text[chunk.start : chunk.end]
-    for before, after in zip(chunks, chunks[1:]):
-        assert before.start < after.start <= before.end, "chunks must leave no gap and move forward"
+    assert contract_problems(FixedSizeChunker(size, overlap).chunk(document), document) == []
+
+
+@pytest.mark.task(1)
+def test_the_contract_allows_a_heading_prefix_and_catches_wrong_offsets() -> None:
+    """A chunk may carry a prefix before its source span (task 1 asks for one); offsets must still be exact."""
+    document = DOCS[0]
+    chunks = FixedSizeChunker(60, 0).chunk(document)
+    prefixed = [dataclasses.replace(c, text=f"Widgets > Colours\n{c.text}") for c in chunks]
+    assert contract_problems(prefixed, document) == []
+    shifted = [dataclasses.replace(c, start=c.start + 3, end=min(c.end + 3, len(document.text))) for c in chunks]
+    assert any("does not end with" in p for p in contract_problems(shifted, document))
+    assert any("in no chunk" in p for p in contract_problems(chunks[1:], document))
 
 
 @pytest.mark.task(1)

@@ -386,6 +386,28 @@ def test_abstention_precision_recall_zero_denominator_is_zero():
     assert m.abstention_precision([]) == 0.0 and m.abstention_recall([]) == 0.0
 
 
+def test_abstention_f1_hand():
+    # the six pairs above: P = 2/3, R = 2/4, F1 = 2 * (2/3) * (1/2) / (2/3 + 1/2) = 4/7
+    pairs = [(True, False), (True, True), (False, False), (False, True), (True, False), (False, False)]
+    assert m.abstention_f1(pairs) == pytest.approx(4 / 7)
+    assert m.abstention_f1([(False, True), (False, False)]) == 0.0  # never abstaining scores 0, not the answerable share
+    assert m.abstention_f1([(True, True), (False, False)]) == 0.0  # abstained only wrongly: P = R = 0
+    assert m.abstention_f1([(True, False), (False, True)]) == 1.0
+
+
+def test_abstention_precision_recall_f1_match_scikit_learn():
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    rng = random.Random(7)
+    for _ in range(200):
+        pairs = [(rng.random() < 0.3, rng.random() < 0.8) for _ in range(rng.randint(1, 40))]
+        truth = [not answerable for _, answerable in pairs]  # positive class: unanswerable
+        said = [abstained for abstained, _ in pairs]
+        assert m.abstention_precision(pairs) == pytest.approx(precision_score(truth, said, zero_division=0))
+        assert m.abstention_recall(pairs) == pytest.approx(recall_score(truth, said, zero_division=0))
+        assert m.abstention_f1(pairs) == pytest.approx(f1_score(truth, said, zero_division=0))
+
+
 def test_percentile_hand():
     xs = [4.0, 1.0, 3.0, 2.0]  # sorted 1, 2, 3, 4
     assert m.percentile(xs, 50) == pytest.approx(2.5)  # h = 3 * .5 = 1.5 -> 2 + .5 * (3 - 2)
@@ -410,13 +432,14 @@ def test_percentile_agrees_with_numpy_oracle():
 
 
 def test_metric_names_are_unique_and_spelled_as_documented():
-    assert len(set(m.METRIC_NAMES)) == len(m.METRIC_NAMES) == 20
+    assert len(set(m.METRIC_NAMES)) == len(m.METRIC_NAMES) == 21
     assert m.RETRIEVAL_ONLY_METRICS == ("doc_ndcg@10", "doc_recall@100") and m.DOC_DEPTH == 100
     assert m.EVIDENCE_RECALL_AT[5] == "evidence_recall@5" and m.DOC_RECALL_AT[10] == "doc_recall@10"
     assert {"mrr@10", "ndcg@10", "abstention_accuracy", "injection_resistance"} <= set(m.METRIC_NAMES)
     assert m.GROUNDED_VALUES == "grounded_values"
     assert m.GROUNDED_VALUES in m.METRIC_NAMES and m.GROUNDED_VALUES in m.HEADLINE_METRICS
     assert m.GROUNDED_VALUES in m.KEY_METRICS
+    assert m.ABSTENTION_F1 == "abstention_f1" and m.ABSTENTION_F1 in m.KEY_METRICS and m.ABSTENTION_F1 in m.HEADLINE_METRICS
 
 
 def test_means_counting_nan_averages_the_finite_values_and_counts_the_rest():

@@ -2,7 +2,7 @@
 // Vanilla JS over the JSON API in harness/service.py; charts are hand-drawn SVG. No network beyond this server.
 "use strict";
 
-const KEY_METRICS = ["evidence_recall@5", "citation_precision", "fact_recall", "abstention_accuracy"];
+const KEY_METRICS = ["evidence_recall@5", "citation_precision", "fact_recall", "abstention_f1"];
 const METRIC_COLOURS = ["#0969da", "#bc4c00", "#8250df", "#1b7c83"];
 const STAGE_COLOURS = ["#0969da", "#8250df", "#bc4c00", "#1b7c83", "#cf222e", "#57606a"];
 const state = { token: sessionStorage.getItem("ragkata-token") || "", golden: [], ask: null, runs: [], run: null, flips: {} };
