@@ -1,7 +1,9 @@
 """What the candidate changed against the starter, and whether their own tests pass.
 
 With the bundle's git history, the working tree is diffed against the bundle commit (untracked files
-count as added); without it, exercise/ and tests/ are compared file by file with the interviewer's.
+count as added), and the candidate's commits since it are listed with their subjects and line counts;
+without it, exercise/ and tests/ are compared file by file with the interviewer's. Each changed
+stretch is tied to the exercise task whose markers surround it (grader/tasks.py).
 Left out on purpose: judging the changes; the interviewer reads the diffs.
 """
 
@@ -13,6 +15,7 @@ import re
 import signal
 import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from grader.capped_log import CappedLog
@@ -20,10 +23,12 @@ from grader.export import EXPORT_MESSAGE, held_back
 from grader.isolation import Jail
 from grader.sandbox import memory_cap
 from grader.safegit import git
+from grader.tasks import by_task, hunk_tasks, task_titles
 
 COMPARED = ("exercise", "tests")  # folders compared file by file when there is no bundle commit
 MAX_DIFF_LINES = 400  # per file, in the scorecard
 MAX_TEXT_BYTES = 1_000_000
+MAX_COMMITS = 200  # listed in the scorecard, newest kept
 TEST_COMMAND = ("-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow and not browser")
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".cache", "runs"}
 
@@ -48,13 +53,11 @@ def _diff(old: list[str] | None, new: list[str] | None, path: str) -> str:
 
 def _entry(path: str, old: list[str] | None, new: list[str] | None, exists_old: bool, exists_new: bool) -> dict:
     status = "added" if not exists_old else "deleted" if not exists_new else "modified"
-    added = deleted = 0
-    for line in difflib.unified_diff(old or [], new or [], lineterm="", n=0):
-        if line.startswith("+") and not line.startswith("+++"):
-            added += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            deleted += 1
-    return {"path": path, "status": status, "added": added, "deleted": deleted, "diff": _diff(old, new, path)}
+    hunks = hunk_tasks(old or [], new or [])
+    tasks = by_task(hunks)
+    return {"path": path, "status": status, "added": sum(h["added"] for h in hunks),
+            "deleted": sum(h["deleted"] for h in hunks), "diff": _diff(old, new, path),
+            "tasks": [{"task": task, **lines} for task, lines in sorted(tasks.items(), key=lambda i: (i[0] is None, i[0] or 0))]}
 
 
 def _files(root: Path) -> set[str]:
@@ -73,7 +76,8 @@ def _by_files(candidate: Path, starter: Path) -> dict:
         lines = sum(len(_text(p) or []) for p in (starter / folder).rglob("*.py")
                     if not held_back(p.relative_to(starter).as_posix()))
         entries.append({"path": f"{folder}/", "status": "missing", "added": 0, "deleted": lines,
-                        "diff": f"(the candidate's folder has no {folder}/)"})
+                        "diff": f"(the candidate's folder has no {folder}/)",
+                        "tasks": [{"task": None, "added": 0, "deleted": lines}]})
     starter_files = {p for p in _files(starter) if not held_back(p)}  # the candidate never had the held-back ones
     for path in sorted(_files(candidate) | starter_files):
         if path.split("/", 1)[0] in missing:
@@ -87,12 +91,37 @@ def _by_files(candidate: Path, starter: Path) -> dict:
                       "(no bundle commit in the candidate folder)", "files": entries}
 
 
-def _bundle_root(candidate: Path) -> str | None:
-    roots = (git(candidate, "rev-list", "--max-parents=0", "HEAD") or "").split()
-    if len(roots) != 1:
+def bundle_commit(candidate: Path) -> str | None:
+    """The bundle as handed over: the oldest commit reachable from HEAD whose subject is EXPORT_MESSAGE.
+
+    Commits before it (a folder that carries the project's own history) are not the candidate's; the
+    oldest, so a later commit given the same subject cannot hide what came before it. None without one.
+    """
+    out = git(candidate, "log", "--reverse", "--format=%H%x09%s", "HEAD")
+    for line in (out or "").splitlines():
+        sha, _, subject = line.partition("\t")
+        if subject == EXPORT_MESSAGE:
+            return sha
+    return None
+
+
+def commits_since(candidate: Path, base: str) -> list[dict] | None:
+    """The commits after `base` up to HEAD, oldest first: {commit, time (UTC), subject, added, deleted, files}.
+    Lines of binary files count 0; None when git fails."""
+    out = git(candidate, "log", "--reverse", "--no-renames", "--format=%x00%H%x09%ct%x09%s", "--numstat", f"{base}..HEAD")
+    if out is None:
         return None
-    subject = (git(candidate, "log", "-1", "--format=%s", roots[0]) or "").strip()
-    return roots[0] if subject == EXPORT_MESSAGE else None
+    commits = []
+    for record in out.split("\0")[1:]:
+        header, _, numstat = record.partition("\n")
+        sha, _, rest = header.partition("\t")
+        stamp, _, subject = rest.partition("\t")
+        rows = [line.split("\t", 2) for line in numstat.splitlines() if line.count("\t") >= 2]
+        kept = [row for row in rows if not SKIP_PARTS & set(Path(row[2]).parts)]
+        commits.append({"commit": sha, "time": datetime.fromtimestamp(int(stamp), timezone.utc).isoformat(),
+                        "subject": subject, "added": sum(int(row[0]) for row in kept if row[0].isdigit()),
+                        "deleted": sum(int(row[1]) for row in kept if row[1].isdigit()), "files": [row[2] for row in kept]})
+    return commits
 
 
 def _by_git(candidate: Path, root: str) -> dict | None:
@@ -111,17 +140,43 @@ def _by_git(candidate: Path, root: str) -> dict | None:
     for path in untracked.splitlines():
         if not SKIP_PARTS & set(Path(path).parts):
             entries.append(_entry(path, [], _text(candidate / path), False, True))
+    commits = commits_since(candidate, root) or []
+    uncommitted = git(candidate, "diff", "--numstat", "--no-renames", "HEAD") or ""
+    rows = [line.split("\t", 2) for line in uncommitted.splitlines() if line.count("\t") >= 2]
+    rows = [row for row in rows if not SKIP_PARTS & set(Path(row[2]).parts)]
+    fresh = [e for e in entries if e["status"] == "added" and e["path"] in untracked.splitlines()]
     return {"method": f"git: working tree against the bundle commit {root[:7]} (untracked files count as added)",
-            "files": sorted(entries, key=lambda e: e["path"])}
+            "files": sorted(entries, key=lambda e: e["path"]), "bundle": root,
+            "commits": commits[-MAX_COMMITS:], "commits_total": len(commits),
+            "uncommitted": {"files": len(rows) + len(fresh),
+                            "added": sum(int(r[0]) for r in rows if r[0].isdigit()) + sum(e["added"] for e in fresh),
+                            "deleted": sum(int(r[1]) for r in rows if r[1].isdigit())}}
+
+
+def _tasks(files: list[dict], titles: dict[int, str], commits: list[dict]) -> list[dict]:
+    """Per task (None last: not tied to one): its title, files, lines added and deleted, and the commits
+    that touched those files."""
+    totals: dict[int | None, dict] = {}
+    for entry in files:
+        for part in entry["tasks"]:
+            row = totals.setdefault(part["task"], {"files": [], "added": 0, "deleted": 0})
+            row["files"].append(entry["path"])
+            row["added"] += part["added"]
+            row["deleted"] += part["deleted"]
+    return [{"task": task, "title": titles.get(task, "not tied to a task") if task is not None else "not tied to a task",
+             **row, "commits": [c["commit"][:7] for c in commits if set(c["files"]) & set(row["files"])]}
+            for task, row in sorted(totals.items(), key=lambda i: (i[0] is None, i[0] or 0))]
 
 
 def what_changed(candidate: Path, starter: Path) -> dict:
-    """{"method", "files": [{path, status, added, deleted, diff}], "totals"} against the starter."""
-    root = _bundle_root(candidate)
+    """{"method", "files": [{path, status, added, deleted, diff, tasks}], "totals", "tasks"} against the
+    starter; with the bundle commit also {"bundle", "commits", "commits_total", "uncommitted"}."""
+    root = bundle_commit(candidate)
     result = (_by_git(candidate, root) if root else None) or _by_files(candidate, starter)
     files = result["files"]
     result["totals"] = {"files": len(files), "added": sum(f["added"] for f in files),
                         "deleted": sum(f["deleted"] for f in files)}
+    result["tasks"] = _tasks(files, task_titles(starter / "exercise" / "TASKS.md"), result.get("commits", []))
     return result
 
 

@@ -56,11 +56,14 @@ def grouped_bars(metrics: list[str], values: dict[str, dict[str, float | None]],
 
 def timeline_chart(runs: list[dict], metrics: list[str], commits: list[dict] | None, unmeasured: set[str],
                    width: int = 1180, height: int = 330) -> str:
-    """Key metrics of each run over time; dashed verticals for commits (red when no run measured them)."""
+    """Key metrics of each run over time; dashed verticals for the candidate's commits (red when no run
+    measured them; a commit's "theirs" says whose it is, all but the first when absent). An axis that
+    spans more than one day labels its ticks with the date."""
     left, right, top, bottom = 44, 40, 44, 64
     plot_w, plot_h = width - left - right, height - top - bottom
     times = [datetime.fromisoformat(r["time"]).timestamp() for r in runs]
-    marks = [(datetime.fromisoformat(c["time"]).timestamp(), c) for c in (commits or [])[1:] if c.get("pipeline", True)]
+    marks = [(datetime.fromisoformat(c["time"]).timestamp(), c) for i, c in enumerate(commits or [])
+             if c.get("theirs", i > 0) and c.get("pipeline", True)]
     span = times + [t for t, _ in marks]
     lo, hi = (min(span), max(span)) if span else (0.0, 1.0)
     if hi - lo < 60:
@@ -73,10 +76,13 @@ def timeline_chart(runs: list[dict], metrics: list[str], commits: list[dict] | N
     for level in (0, 0.25, 0.5, 0.75, 1.0):
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(level):.1f}" y2="{y(level):.1f}" stroke="#d0d7de" stroke-width="0.6"/>')
         parts.append(_t(left - 6, y(level) + 4, f"{level:.2f}", "end", 11))
-    clock = "%H:%M" if hi - lo > 1200 else "%H:%M:%S"  # short sessions need seconds to tell ticks apart
+    day = lambda t: datetime.fromtimestamp(t, timezone.utc).date()  # noqa: E731
+    clock = ("%d %b %H:%M" if day(lo) != day(hi) else "%H:%M" if hi - lo > 1200 else "%H:%M:%S")  # seconds: short sessions
     for n in range(7):
         t = lo + (hi - lo) * n / 6
         parts.append(_t(x(t), top + plot_h + 16, datetime.fromtimestamp(t, timezone.utc).strftime(clock), size=11))
+    if day(lo) == day(hi) and span:
+        parts.append(_t(width - right, top + plot_h + 32, day(lo).isoformat() + " UTC", "end", 11))
     last_x, level = -1e9, 0
     for t, commit in sorted(marks, key=lambda m: m[0]):
         level = (level + 1) % 3 if x(t) - last_x < 60 else 0  # stack labels of commits close in time

@@ -1,18 +1,22 @@
 """The scorecard as one self-contained HTML file: inline CSS and SVG, no scripts, no external references.
 
-Reads only the Scorecard record (grader/card.py). Every string that came from a pipeline, a golden
-file or the candidate's repository goes through html.escape. Left out on purpose: JavaScript, web
-fonts and anything that would need a network or a second file.
+Reads only the Scorecard record (grader/card.py). The first screen answers how the candidate did, what
+they changed and what to ask (grader/summary_view.py); sections 1-7 follow, each folded in a <details>
+that the first screen's links open. Every string that came from a pipeline, a golden file or the
+candidate's repository goes through html.escape. Left out on purpose: JavaScript, web fonts and
+anything that would need a network or a second file.
 """
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from grader.card import Scorecard
 from grader.charts import SIDE_COLOURS, grouped_bars, timeline_chart
 from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, usd
-from grader.timeline import discipline_lines
+from grader.summary_view import anchor, changed, key_rows, prompts
+from grader.timeline import discipline_lines, when
 
 CSS = """
 :root { --bad:#cf222e; --bad-bg:#ffebe9; --warn-bg:#fff8c5; --good:#1a7f37; --good-bg:#dafbe1; --muted:#57606a; --line:#d0d7de; }
@@ -46,6 +50,22 @@ pre.diff .a { color: #116329; background: #e6ffec; } pre.diff .d { color: #82071
 .score { float: right; font-size: 20px; font-weight: 700; }
 summary h3 { display: inline-block; margin: 14px 0 4px; } summary { cursor: pointer; }
 .small table { font-size: 13.5px; } .small td code { font-size: 12.5px; }
+.meta { font-size: 14px; margin: 0 0 6px; } ul.notes { margin: 6px 0; padding: 4px 10px 4px 28px; font-size: 13.5px; border-radius: 6px; }
+details.incidents { font-size: 13.5px; padding: 4px 12px; white-space: normal; }
+details.incidents > summary { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; } details.incidents pre { white-space: pre-wrap; margin: 4px 0; }
+.glance { display: grid; grid-template-columns: 1fr 1fr; gap: 4px 28px; margin: 10px 0 6px; }
+.glance > div { min-width: 0; } .glance .q-how { grid-column: 1 / 3; }
+.glance h2 { font-size: 19px; margin: 6px 0 4px; padding: 0; border: 0; }
+.glance table { font-size: 14px; margin: 2px 0 4px; } .glance th, .glance td { padding: 3px 7px; }
+.glance ul, .glance ol { margin: 2px 0; padding-left: 22px; font-size: 14px; } .glance li { margin: 2px 0; }
+.glance ol.prompts li { margin: 5px 0; } .glance ol.prompts .ev { display: block; font-size: 13px; color: var(--muted); }
+.glance .tasks li b { font-variant-numeric: tabular-nums; }
+.commits td { font-size: 13px; padding: 2px 6px; } .commits td.subj { max-width: 330px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+details.section { border-top: 3px solid #1f2328; margin: 8px 0 0; }
+details.section > summary { padding: 8px 0 6px; list-style-position: outside; margin-left: 18px; }
+details.section > summary h2 { display: inline; font-size: 20px; margin: 0; padding: 0; border: 0; }
+details.section > summary .gist { color: var(--muted); font-size: 14px; margin-left: 12px; }
+.split { border-left: 2px solid #1f2328; }
 """
 
 
@@ -97,27 +117,180 @@ def render_html(card: Scorecard) -> str:
              f"<title>ragkata scorecard: {e(cand['name'])}</title><style>{CSS}</style></head><body><main>",
              *(f'<div class="banner bad"><b>{e(alert)}</b></div>' for alert in card.alerts),
              f"<h1>ragkata scorecard: {e(cand['name'])}</h1>",
-             f'<p class="muted">{e(card.generated)} · {e(cand["dir"])}'
+             f'<p class="muted meta">{e(card.generated)} · {e(cand["dir"])}'
              + (f" · commit {e(cand['commit'][:7])}{' (uncommitted changes)' if cand['dirty'] else ''}" if cand.get("commit") else "")
              + f" · dev {card.inputs['dev']['questions']} questions · holdout "
              f"{card.inputs['holdout']['questions'] if card.inputs['holdout'] else 0} questions · limits "
              f"{e(limits_line(card))}, {card.inputs['limits']['memory_mb']} MB · isolation {e(isolation(card))}"
              + "".join(f" · {e(side)} model <b>{e(model)}</b> at <code>{e(host)}</code>" for side, model, host in models(card))
              + "</p>",
-             '<nav>' + "".join(f'<a href="#s{i}">{i}. {name}</a>' for i, name in enumerate(
-                 ("Headline", "Per tag", "Failures", "Latency and cost", "Timeline", "What changed", "Rubric"), 1)) + "</nav>"]
-    for side in SIDES:
-        for incident in card.sides[side].incidents:
-            parts.append(f'<div class="banner bad">{e(incident)}</div>')
-    for note in card.notes:
-        parts.append(f'<div class="banner warn">{e(note)}</div>')
-    for section in (_headline, _per_tag, _failures, _latency, _timeline, _changes, _rubric):
+             "</p>"]
+    parts += _incidents(card) + [_first_screen(card)]
+    parts.append('<nav>' + "".join(f'<a href="#s{i}-body">{i}. {name}</a>' for i, name in enumerate(SECTIONS, 1)) + "</nav>")
+    for section, gist in ((_headline, _headline_gist), (_per_tag, _per_tag_gist), (_failures, _failures_gist),
+                          (_latency, _latency_gist), (_timeline, _timeline_gist), (_changes, _changes_gist),
+                          (_rubric, _rubric_gist)):
         try:
-            parts.append(section(card))
+            parts.append(fold(section(card), gist(card)))
         except Exception as exc:  # one broken section must not lose the others
             parts.append(f'<div class="banner bad">section unavailable: {e(type(exc).__name__)}: {e(exc)}</div>')
     parts.append(f'<p class="muted">digest {e(card.digest)} (checked by --render-only)</p></main></body></html>\n')
     return "\n".join(parts)
+
+
+SECTIONS = ("Headline", "Per tag", "Failures", "Latency and cost", "Timeline", "What changed", "Rubric")
+SECTION_HEAD = re.compile(r'^<h2 id="(s\d+)">(.*?)</h2>', re.S)
+
+
+def fold(section: str, gist: str = "") -> str:
+    """A section that opens with <h2 id="sN">, folded: the heading and a one-line gist stay visible; the
+    rest sits in <div id="sN-body">, which a link to #sN-body opens (browsers open a <details> that holds a
+    link's target)."""
+    head = SECTION_HEAD.match(section)
+    if head is None:
+        return section
+    ident, title = head.groups()
+    return (f'<details class="section"><summary><h2 id="{ident}">{title}</h2><span class="gist">{e(gist)}</span></summary>'
+            f'<div id="{ident}-body">{section[head.end():]}</div></details>')
+
+
+def _incidents(card: Scorecard) -> list[str]:
+    """Incidents as one line (how many, which sides, the first one's first line), each in full under it when
+    opened; notes as one compact list."""
+    parts = []
+    incidents = [(side, incident) for side in SIDES for incident in card.sides[side].incidents]
+    if incidents:
+        sides = ", ".join(dict.fromkeys(side for side, _ in incidents))
+        first = incidents[0][1].partition("\n")[0]
+        parts.append(f'<details class="banner bad incidents"><summary title="{e(first)}"><b>{len(incidents)} incident(s)</b> '
+                     f"({e(sides)}): {e(first)}</summary>"
+                     + "".join(f"<pre><b>{e(side)}</b>: {e(incident)}</pre>" for side, incident in incidents) + "</details>")
+    if card.notes:
+        parts.append('<ul class="banner warn notes">' + "".join(f"<li>{e(note)}</li>" for note in card.notes) + "</ul>")
+    return parts
+
+
+def _first_screen(card: Scorecard) -> str:
+    """The three answers, side by side under the title: how did they do, what did they change, what to ask."""
+    parts = []
+    for name, view in (("how", _how), ("changed", _what_changed), ("ask", _what_to_ask)):
+        try:
+            parts.append(view(card))
+        except Exception as exc:  # the folded sections below still hold everything
+            parts.append(f'<div class="q-{name}" data-testid="{name}"><div class="banner bad">unavailable: '
+                         f"{e(type(exc).__name__)}: {e(exc)}</div></div>")
+    return '<section class="glance">' + "".join(parts) + "</section>"
+
+
+def _how(card: Scorecard) -> str:
+    built = {side: card.sides[side].build is not None for side in SIDES}  # an unbuilt side's zeros colour nothing
+    rows = []
+    for row in key_rows(card):
+        flag = ('<td class="bad">holdout gap flagged</td>' if row.get("flagged") else
+                f'<td class="muted">{e(row.get("why") or "")}</td>' if row.get("flagged") is None else "<td></td>")
+        cells = "".join(td(row[split][side], (judge({s: v for s, v in row[split].items() if built[s]})
+                                              if side == "candidate" else "")
+                           + (" split" if side == "starter" else "")) for split in ("dev", "holdout") for side in SIDES)
+        rows.append(f'<tr><td><code>{e(row["metric"])}</code></td>{cells}'
+                    + td(row["gap"]["candidate"], "split bad" if row.get("flagged") else "split") + td(row["gap"]["reference"])
+                    + flag + "</tr>")
+    head = ('<thead><tr><th></th><th class="split" colspan="3">dev</th><th class="split" colspan="3">holdout</th>'
+            '<th class="split" colspan="2">gap dev − holdout</th><th></th></tr><tr><th>metric</th>'
+            + "".join(f'<th class="num{" split" if s == "starter" else ""}">{s}</th>' for _ in range(2) for s in SIDES)
+            + '<th class="num split">cand.</th><th class="num">ref.</th><th></th></tr></thead>')
+    return (f'<div class="q-how" data-testid="how"><h2>How did they do</h2><table>{head}<tbody>{"".join(rows)}</tbody></table>'
+            f'<span class="muted" style="font-size:13px">{legend()} · all {len(card.headline["rows"])} metrics with the '
+            'gap test in <a href="#s1-body">1. Headline</a>, each tag on dev and holdout in <a href="#s2-body">2. Per tag</a></span></div>')
+
+
+def _what_changed(card: Scorecard) -> str:
+    view = changed(card)
+    parts = ['<div class="q-changed" data-testid="changed"><h2>What did they change</h2>']
+    if view["error"]:
+        parts.append(f'<div class="banner bad">{e(view["error"])}</div>')
+    else:
+        tasks = "".join(f'<li>{"task " + str(t["task"]) + ": " if t["task"] is not None else ""}{e(t["title"])} '
+                        f'<b>+{t["added"]} −{t["deleted"]}</b> <span class="muted">{e(_files(t["files"]))}</span></li>'
+                        for t in view["tasks"]) or "<li>nothing changed</li>"
+        parts.append(f'<ul class="tasks">{tasks}</ul>')
+        if view["bundle"] is None:
+            parts.append(f'<p class="muted" style="font-size:13px;margin:2px 0">no commits to list: {e(view["method"])}</p>')
+        else:
+            rows = [f'<tr><td><code>{e(c["commit"][:7])}</code></td><td class="num">{e(when(c["time"]))}</td>'
+                    f'<td class="subj" title="{e(c["subject"])}">{e(c["subject"])}</td>'
+                    f'<td class="num"><span style="color:var(--good)">+{c["added"]}</span> <span style="color:var(--bad)">−{c["deleted"]}</span></td>'
+                    f'<td class="num muted">{e(", ".join(f"task {n}" for n in c["tasks"]) or "-")}</td></tr>' for c in view["commits"]]
+            more = f'{view["more"]} earlier commit(s) in <a href="#s6-body">6. What changed</a>' if view["more"] else ""
+            unc = view["uncommitted"] or {}
+            dirty = (f'uncommitted: {unc["files"]} file(s) +{unc["added"]} −{unc["deleted"]}' if unc.get("files") else "")
+            parts.append((f'<table class="commits"><tbody>{"".join(rows)}</tbody></table>' if rows else
+                          '<p class="muted" style="margin:2px 0">no commits since the bundle</p>')
+                         + (f'<p class="muted" style="font-size:13px;margin:2px 0">{" · ".join(x for x in (more, dirty) if x)}</p>'
+                            if more or dirty else ""))
+    tests = card.tests
+    parts.append(f'<p style="font-size:13.5px;margin:4px 0">Own tests: {e(tests.get("line") or tests.get("error") or "not run")}</p></div>')
+    return "".join(parts)
+
+
+def _files(paths: list[str], shown: int = 4) -> str:
+    """"chunking.py, config.py" for up to `shown` files, then "and N more"."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(_short(path) for path in paths[:shown]) + more
+
+
+def _short(path: str) -> str:
+    """"exercise/retrieval.py" -> "retrieval.py"; other folders keep their name."""
+    return path.removeprefix("exercise/")
+
+
+def _what_to_ask(card: Scorecard) -> str:
+    items = "".join(f'<li>{e(p["text"])} <span class="ev">{e(p["evidence"])} · <a href="{e(p["href"])}">evidence</a></span></li>'
+                    for p in prompts(card))
+    return ('<div class="q-ask" data-testid="ask"><h2>What to ask</h2>'
+            + (f'<ol class="prompts">{items}</ol>' if items else '<p class="muted">nothing stands out: ask which result surprised them</p>')
+            + "</div>")
+
+
+def _headline_gist(card: Scorecard) -> str:
+    flagged = [r["metric"] for r in card.headline["rows"] if r.get("flagged")]
+    return (f"{len(card.headline['rows'])} metrics, " + ("holdout gap flagged on " + ", ".join(flagged) if flagged
+                                                         else "no holdout gap flagged"))
+
+
+def _per_tag_gist(card: Scorecard) -> str:
+    below = [row["tag"] for row in card.per_tag for values in row["metrics"].values()
+             if judge(values.get("holdout", {})) == "bad" and row["n"].get("holdout")]
+    return f"{len(card.per_tag)} tags, dev and holdout apart" + (
+        "; candidate below the starter on holdout: " + ", ".join(dict.fromkeys(below)) if below else "")
+
+
+def _failures_gist(card: Scorecard) -> str:
+    counts = card.failures["counts"]
+    worst = max((label for label in counts if label != "ok"), key=lambda label: counts[label]["candidate"], default=None)
+    ok = counts.get("ok", {})
+    return (f"ok: {ok.get('starter')} → {ok.get('candidate')} (reference {ok.get('reference')})"
+            + (f"; the candidate's most common: {worst} ({counts[worst]['candidate']})" if worst and counts[worst]["candidate"] else ""))
+
+
+def _latency_gist(card: Scorecard) -> str:
+    total = card.latency["stages"].get("total")
+    return ("total p95 ms: " + " → ".join(num(total[s]["p95"], 1) for s in ("starter", "candidate"))
+            + f" (reference {num(total['reference']['p95'], 1)})") if total else ""
+
+
+def _timeline_gist(card: Scorecard) -> str:
+    tl = card.timeline
+    return tl["error"] if tl.get("error") else discipline_lines(tl["discipline"])[0]
+
+
+def _changes_gist(card: Scorecard) -> str:
+    t = card.changes.get("totals")
+    return card.changes.get("error", "") if not t else f"{t['files']} file(s), +{t['added']} −{t['deleted']} lines"
+
+
+def _rubric_gist(card: Scorecard) -> str:
+    r = card.ratings
+    return f"rated {r['rated']} of {r['of']}" + (f": {r['total']} / {r['max']}" if r["rated"] else ", not rated yet")
 
 
 def _headline(card: Scorecard) -> str:
@@ -143,14 +316,22 @@ def _headline(card: Scorecard) -> str:
 def _per_tag(card: Scorecard) -> str:
     rows = []
     for row in card.per_tag:
-        for i, (name, values) in enumerate(row["metrics"].items()):
-            lead = (f'<td rowspan="{len(row["metrics"])}"><b>{e(row["tag"])}</b></td><td rowspan="{len(row["metrics"])}" '
-                    f'class="num">{row["n"]}</td>') if i == 0 else ""
-            rows.append(f"<tr>{lead}<td><code>{e(name)}</code></td>"
-                        + "".join(bar_td(values.get(side), side, judge(values) if side == "candidate" else "") for side in SIDES)
-                        + "</tr>")
-    return ('<h2 id="s2">2. Per tag</h2><p>Each planted difficulty over dev and holdout together: '
-            f"{e(TAG_RECALL)} and the metric the trap moves.</p>" + table(["tag", "n", "metric", *SIDES], rows, 3))
+        for i, (name, by_split) in enumerate(row["metrics"].items()):
+            span = len(row["metrics"])
+            lead = (f'<td rowspan="{span}"><b>{e(row["tag"])}</b></td>'
+                    + "".join(f'<td rowspan="{span}" class="num">{row["n"].get(split, 0)}</td>' for split in ("dev", "holdout"))
+                    ) if i == 0 else ""
+            cells = "".join(bar_td(by_split[split].get(side), side, (judge(by_split[split]) if side == "candidate" else "")
+                                   + (" split" if side == "starter" else ""))
+                            for split in ("dev", "holdout") for side in SIDES)
+            rows.append(f"<tr>{lead}<td><code>{e(name)}</code></td>{cells}</tr>")
+    head = ('<thead><tr><th colspan="4"></th><th class="split" colspan="3">dev</th><th class="split" colspan="3">holdout</th></tr>'
+            '<tr><th>tag</th><th class="num">dev n</th><th class="num">holdout n</th><th>metric</th>'
+            + "".join(f'<th class="num{" split" if s == "starter" else ""}">{s}</th>' for _ in range(2) for s in SIDES)
+            + "</tr></thead>")
+    return ('<h2 id="s2">2. Per tag</h2><p>Each planted difficulty on dev and on holdout, apart: '
+            f"{e(TAG_RECALL)} and the metric the trap moves. A trap fixed on dev but not on holdout was learned, "
+            f"not solved.</p><table>{head}<tbody>{''.join(rows)}</tbody></table>")
 
 
 def _hit(hit: dict, cited: bool = False, answerable: bool = True) -> str:
@@ -178,7 +359,7 @@ def _example(ex: dict) -> str:
     cited = "".join(_hit(h, cited=True, answerable=answerable) for h in ex["cited"]) or "<li>nothing cited</li>"
     retrieved = "".join(_hit(h) for h in ex["retrieved"]) or "<li>nothing retrieved</li>"
     error = f'<div class="banner bad">{e(ex["error"])}</div>' if ex["error"] else ""
-    return (f'<div class="example"><b>{e(ex["split"])}/{e(ex["id"])}</b> <span class="muted">{e(", ".join(ex["tags"]))} · '
+    return (f'<div class="example" id="{anchor("ex", ex["split"], ex["id"])}"><b>{e(ex["split"])}/{e(ex["id"])}</b> <span class="muted">{e(", ".join(ex["tags"]))} · '
             f'starter: {e(ex["others"].get("starter"))} · reference: {e(ex["others"].get("reference"))}</span>'
             f'<div><b>Q:</b> {e(ex["question"])}</div><div class="ask">Ask: {e(ex["opener"])}</div>{error}'
             f'<div class="cols"><div><b>Expected</b>: {e(ex["expected"]["answer"] or "(abstain)")}'
@@ -253,15 +434,16 @@ def _timeline(card: Scorecard) -> str:
     rows = []
     for r in tl["runs"]:
         cls = "" if r["complete"] else "warn"
-        rows.append(f'<tr class="{cls}"><td><code>{e(r["run_id"])}</code></td><td>{e(r["time"][11:19])}</td>'
+        rows.append(f'<tr class="{cls}"><td><code>{e(r["run_id"])}</code></td><td class="num">{e(r["time"][:10])} {e(r["time"][11:19])}</td>'
                     f'<td><code>{e((r["commit"] or "-")[:7])}</code>{"*" if r["dirty"] else ""}</td>'
                     f'<td>{"yes" if r["complete"] else "no"}</td><td><code>{e(r["golden"].rsplit("/", 1)[-1])}</code></td>'
                     f'<td>{e(", ".join(r["config_changes"]) or "-")}</td>'
                     + "".join(_moved_td(r["metrics"].get(m), r["moved"].get(m)) for m in tl["metrics"]) + "</tr>")
     return ('<h2 id="s5">5. Session timeline</h2><p>Every <code>ragkata eval</code> the candidate ran, from their runs/ folder. '
-            "Dashed lines are commits (red: no run measured it); hollow points are incomplete runs or runs on another "
-            f"golden file. Times in UTC.</p><ul>{lines}</ul>{chart}"
-            + '<div class="small">' + table(["run", "time", "commit", "complete", "golden", "config changed", *tl["metrics"]], rows, 6)
+            "Dashed lines are the candidate's commits (red: no run measured it); hollow points are incomplete runs or "
+            f"runs on another golden file. Times in UTC. Hand-over: {e(tl.get('handover') or 'the first commit')}.</p>"
+            f"<ul>{lines}</ul>{chart}"
+            + '<div class="small">' + table(["run", "date and time", "commit", "complete", "golden", "config changed", *tl["metrics"]], rows, 6)
             + '</div><p class="muted">* run on uncommitted changes. Small numbers: the move since the run before, on the same golden file.</p>')
 
 
@@ -288,9 +470,17 @@ def _changes(card: Scorecard) -> str:
     else:
         t = ch["totals"]
         parts.append(f"<p><b>{t['files']}</b> file(s), <b>+{t['added']} −{t['deleted']}</b> lines · {e(ch['method'])}</p>")
-        rows = [f"<tr><td><code>{e(x['path'])}</code></td><td>{e(x['status'])}</td>{td(x['added'])}{td(x['deleted'])}</tr>"
-                for x in ch["files"]]
-        parts.append(table(["file", "status", "+", "−"], rows, 2))
+        rows = [f"<tr><td><code>{e(x['path'])}</code></td><td>{e(x['status'])}</td><td>{e(_file_tasks(x))}</td>"
+                f"{td(x['added'])}{td(x['deleted'])}</tr>" for x in ch["files"]]
+        parts.append(table(["file", "status", "tasks", "+", "−"], rows, 3))
+        if ch.get("bundle"):
+            commits = [f'<tr><td><code>{e(c["commit"][:7])}</code></td><td>{e(when(c["time"]))}</td><td>{e(c["subject"])}</td>'
+                       f'<td>{e(", ".join(_short(f) for f in c["files"]))}</td>{td(c["added"])}{td(c["deleted"])}</tr>'
+                       for c in ch.get("commits", [])]
+            shown = len(commits)
+            parts.append(f"<h3>The candidate's commits since the bundle commit {e(ch['bundle'][:7])}</h3>"
+                         + (f'<p class="muted">the newest {shown} of {ch["commits_total"]}</p>' if ch.get("commits_total", shown) > shown else "")
+                         + '<div class="small">' + table(["commit", "UTC", "subject", "files", "+", "−"], commits, 4) + "</div>")
         for x in ch["files"]:
             parts.append(f"<details><summary><code>{e(x['path'])}</code> (+{x['added']} −{x['deleted']})</summary>"
                          f'<pre class="diff">{_diff(x["diff"])}</pre></details>')
@@ -299,6 +489,12 @@ def _changes(card: Scorecard) -> str:
     parts.append(f'<div class="banner {cls}"><b>Candidate\'s tests</b>: {e(tests.get("line") or tests.get("error"))}'
                  + (f' · <code>{e(tests["command"])}</code>' if tests.get("command") else "") + "</div>")
     return "".join(parts)
+
+
+def _file_tasks(entry: dict) -> str:
+    """"1, 3" for the tasks a file's changes belong to, "-" for none (an older scorecard: "")."""
+    tasks = [str(part["task"]) for part in entry.get("tasks", []) if part["task"] is not None]
+    return ", ".join(tasks) or ("-" if "tasks" in entry else "")
 
 
 def _rubric(card: Scorecard) -> str:
@@ -313,7 +509,7 @@ def _rubric(card: Scorecard) -> str:
         levels = "".join(f'<div class="{"on" if score == int(k) else ""}"><b>{k}</b> {e(v)}</div>' for k, v in row["levels"].items())
         evidence = "".join(f"<li>{e(line)}</li>" for line in row["evidence"])
         note = f"<p><b>Note:</b> {e(row['note'])}</p>" if row["note"] else ""
-        parts.append(f'<div class="crit"><span class="score">{score if score is not None else "–"} / 4</span>'
+        parts.append(f'<div class="crit" id="{anchor("rubric", row["id"])}"><span class="score">{score if score is not None else "–"} / 4</span>'
                      f"<h3>{e(row['title'])} <span class=\"muted\"><code>{e(row['id'])}</code></span></h3>"
                      f'<ul>{evidence}</ul><div class="levels">{levels}</div>{note}</div>')
     return "".join(parts)

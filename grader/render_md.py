@@ -1,13 +1,18 @@
-"""The scorecard as Markdown: sections 1-7 as tables and lists, readable in a terminal or a pull request.
+"""The scorecard as Markdown: the three answers first (how did they do, what did they change, what to
+ask: grader/summary_view.py), then sections 1-7 as tables and lists, readable in a terminal or a pull
+request, in the same order as the HTML.
 
-Reads only the Scorecard record (grader/card.py). Left out on purpose: charts (see render_html.py) and
-any computation beyond formatting. Candidate text is shown as inline code or quoted, never as markup.
+Reads only the Scorecard record (grader/card.py). Left out on purpose: charts and folding (see
+render_html.py) and any computation beyond formatting. Candidate text is shown as inline code or
+quoted, never as markup.
 """
 
 from __future__ import annotations
 
 from grader.card import Scorecard
 from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, usd
+from grader.summary_view import changed, key_rows, prompts
+from grader.timeline import discipline_lines, when
 
 
 def f(value: object, digits: int = 3) -> str:
@@ -51,9 +56,44 @@ def render_md(card: Scorecard) -> str:
     for note in card.notes:
         lines.append(f"> note: {note}")
     lines.append("")
-    lines += _headline(card) + _per_tag(card) + _failures(card) + _latency(card) + _timeline(card) + _changes(card) + _rubric(card)
+    for section in (_first_screen, _headline, _per_tag, _failures, _latency, _timeline, _changes, _rubric):
+        try:
+            lines += section(card)
+        except Exception as exc:  # one broken section must not lose the others
+            lines += [f"> section unavailable: {type(exc).__name__}: {exc}", ""]
     lines += ["", f"Digest {code(card.digest)} (checked by --render-only)."]
     return "\n".join(lines) + "\n"
+
+
+def _first_screen(card: Scorecard) -> list[str]:
+    """How did they do (the lead metrics), what did they change (tasks, commits), what to ask (three prompts)."""
+    rows = [[row["metric"], arrow(row["dev"]), arrow(row["holdout"]), f(row["gap"]["candidate"]), f(row["gap"]["reference"]),
+             "**flagged**" if row.get("flagged") else (row.get("why") or "") if row.get("flagged") is None else ""]
+            for row in key_rows(card)]
+    lines = ["## How did they do", "", *table(["metric", "dev", "holdout", "gap cand.", "gap ref.", "holdout gap"], rows)]
+    view = changed(card)
+    lines += ["## What did they change", ""]
+    if view["error"]:
+        lines += [view["error"], ""]
+    else:
+        lines += [f"- {'task ' + str(t['task']) + ': ' if t['task'] is not None else ''}{t['title']} +{t['added']} −{t['deleted']} "
+                  f"({', '.join(code(p) for p in t['files'])})" for t in view["tasks"]] or ["- nothing changed"]
+        lines.append("")
+        if view["bundle"] is None:
+            lines += [f"No commits to list: {view['method']}.", ""]
+        else:
+            lines += table(["commit", "UTC", "subject", "+", "−", "tasks"],
+                           [[code(c["commit"][:7]), when(c["time"]), code(c["subject"]), str(c["added"]), str(c["deleted"]),
+                             ", ".join(map(str, c["tasks"])) or "-"] for c in view["commits"]]) if view["commits"] else [
+                "No commits since the bundle.", ""]
+            unc = view["uncommitted"] or {}
+            extra = ([f"{view['more']} earlier commit(s) in section 6"] if view["more"] else []) + (
+                [f"uncommitted: {unc['files']} file(s) +{unc['added']} −{unc['deleted']}"] if unc.get("files") else [])
+            lines += ["; ".join(extra) + ".", ""] if extra else []
+    lines += [f"Own tests: {card.tests.get('line') or card.tests.get('error') or 'not run'}", "", "## What to ask", ""]
+    lines += [f"{i}. {p['text']}  \n   _{p['evidence']}_ (section {p['section'][1:]})" for i, p in enumerate(prompts(card), 1)] or [
+        "Nothing stands out: ask which result surprised them."]
+    return lines + [""]
 
 
 def _headline(card: Scorecard) -> list[str]:
@@ -71,10 +111,11 @@ def _headline(card: Scorecard) -> list[str]:
 def _per_tag(card: Scorecard) -> list[str]:
     rows = []
     for row in card.per_tag:
-        for name, values in row["metrics"].items():
-            rows.append([row["tag"], str(row["n"]), name, *(f(values.get(side)) for side in SIDES)])
-    return ["## 2. Per tag", "", f"Dev and holdout together; each tag with {TAG_RECALL} and the metric its trap moves.", "",
-            *table(["tag", "n", "metric", *SIDES], rows)]
+        for name, by_split in row["metrics"].items():
+            rows.append([row["tag"], name, *(f"{arrow(by_split[split])} (n {row['n'].get(split, 0)})" for split in ("dev", "holdout"))])
+    return ["## 2. Per tag", "", f"Dev and holdout apart; each tag with {TAG_RECALL} and the metric its trap moves. "
+            "A trap fixed on dev but not on holdout was learned, not solved.", "",
+            *table(["tag", "metric", "dev", "holdout"], rows)]
 
 
 def _failures(card: Scorecard) -> list[str]:
@@ -137,20 +178,18 @@ def _latency(card: Scorecard) -> list[str]:
 
 
 def _timeline(card: Scorecard) -> list[str]:
-    from grader.timeline import discipline_lines
-
     tl = card.timeline
-    lines = ["## 5. Session timeline", ""]
+    lines = ["## 5. Session timeline", "", f"Hand-over: {tl.get('handover') or 'the first commit'}; times in UTC.", ""]
     if tl.get("error"):
         return lines + [tl["error"], ""]
     lines += [f"- {line}" for line in discipline_lines(tl["discipline"])] + [""]
     if tl["runs"]:
-        rows = [[r["run_id"], r["time"][11:16], (r["commit"] or "-")[:7] + ("*" if r["dirty"] else ""),
+        rows = [[r["run_id"], when(r["time"]), (r["commit"] or "-")[:7] + ("*" if r["dirty"] else ""),
                  "yes" if r["complete"] else "no", code(r["golden"]), code(", ".join(r["config_changes"]) or "-"),
                  *(f(r["metrics"].get(name)) for name in tl["metrics"]),
                  ", ".join(f"{k} {v:+.3f}" for k, v in r["moved"].items() if abs(v) >= 0.005) or "-"]
                 for r in tl["runs"]]
-        lines += table(["run", "time UTC", "commit", "complete", "golden", "config changed", *tl["metrics"], "moved"], rows)
+        lines += table(["run", "date and time UTC", "commit", "complete", "golden", "config changed", *tl["metrics"], "moved"], rows)
         lines += ["\\* run on uncommitted changes", ""]
     return lines
 
@@ -163,8 +202,16 @@ def _changes(card: Scorecard) -> list[str]:
     else:
         t = ch["totals"]
         lines += [f"{t['files']} file(s), +{t['added']} −{t['deleted']} lines; {ch['method']}.", ""]
-        lines += table(["file", "status", "+", "−"], [[code(x["path"]), x["status"], str(x["added"]), str(x["deleted"])]
-                                                     for x in ch["files"]])
+        lines += table(["file", "status", "tasks", "+", "−"],
+                       [[code(x["path"]), x["status"], ", ".join(str(p["task"]) for p in x.get("tasks", []) if p["task"] is not None) or "-",
+                         str(x["added"]), str(x["deleted"])] for x in ch["files"]])
+        if ch.get("bundle"):
+            lines += [f"The candidate's commits since the bundle commit `{ch['bundle'][:7]}`"
+                      + (f" (the newest {len(ch['commits'])} of {ch['commits_total']})" if ch.get("commits_total", 0) > len(ch["commits"]) else "")
+                      + ":", "",
+                      *table(["commit", "UTC", "subject", "+", "−", "files"],
+                             [[code(c["commit"][:7]), when(c["time"]), code(c["subject"]), str(c["added"]), str(c["deleted"]),
+                               ", ".join(code(x) for x in c["files"])] for c in ch.get("commits", [])])]
     lines += [f"Candidate's tests: {tests.get('line') or tests.get('error')}" + (f" (`{tests['command']}`)" if tests.get("command") else ""), ""]
     return lines
 

@@ -128,8 +128,10 @@ def _tag(card: Scorecard, tag: str, name: str) -> str | None:
     row = next((r for r in card.per_tag if r["tag"] == tag), None)
     if row is None or name not in row["metrics"]:
         return None
-    v = row["metrics"][name]
-    return f"{tag}: {name} {_f(v['starter'])} → {_f(v['candidate'])} (reference {_f(v['reference'])})"
+    v = row["metrics"][name]  # split -> side -> value (scorecard.per_tag)
+    return f"{tag}: {name} " + "; ".join(
+        f"{split} {_f(v[split]['starter'])} → {_f(v[split]['candidate'])} (reference {_f(v[split]['reference'])})"
+        for split in ("dev", "holdout") if row["n"].get(split))
 
 
 def _latency(card: Scorecard, stage: str) -> str | None:

@@ -56,16 +56,24 @@ def _tags(summary: Summary | None) -> Mapping[str, Mapping[str, float]]:
 
 
 def per_tag(summaries: Summaries) -> list[dict]:
-    """For each planted tag, over dev and holdout together: TAG_RECALL and the tag's own metric (tag_metric)."""
-    tags = sorted({tag for side in SIDES for tag in _tags(summaries[side].get("all"))})
+    """For each planted tag, dev and holdout apart: TAG_RECALL and the tag's own metric (tag_metric).
+
+    {"tag", "primary", "n": {split: questions}, "metrics": {name: {split: {side: value}}}}; a split
+    without the tag has n 0 and None values. Kept apart so a candidate tuned to dev cannot look as
+    if it fixed a trap that the holdout still springs.
+    """
+    found = {split: {side: _tags(summaries[side].get(split)) for side in SIDES} for split in SPLITS}
+    tags = sorted({tag for split in SPLITS for side in SIDES for tag in found[split][side]})
     rows = []
     for tag in tags:
         primary = tag_metric(tag)
-        by_side = {side: _tags(summaries[side].get("all")).get(tag, {}) for side in SIDES}
-        rows.append({"tag": tag, "n": max(row.get("n", 0) for row in by_side.values()), "primary": primary,
-                     "metrics": {name: {side: by_side[side].get(name) for side in SIDES}
-                                 for name in (TAG_RECALL, primary)
-                                 if any(by_side[side].get(name) is not None for side in SIDES)}})
+        cell = {split: {side: found[split][side].get(tag, {}) for side in SIDES} for split in SPLITS}
+        metrics = {name: {split: {side: cell[split][side].get(name) for side in SIDES} for split in SPLITS}
+                   for name in (TAG_RECALL, primary)}
+        rows.append({"tag": tag, "primary": primary,
+                     "n": {split: max(int(c.get("n", 0)) for c in cell[split].values()) for split in SPLITS},
+                     "metrics": {name: by_split for name, by_split in metrics.items()
+                                 if any(v is not None for sides in by_split.values() for v in sides.values())}})
     return rows
 
 

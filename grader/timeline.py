@@ -1,8 +1,10 @@
 """The candidate's session, read back from their runs/ folder and, when there is one, their git history.
 
 Each runs/<run_id>/ becomes one point: when it ran, at which commit, with which config and golden file,
-its key metrics, what moved since the run before, and the language model it called, if any. Each commit
-is checked for a run that measured it.
+its key metrics, what moved since the run before, and the language model it called, if any. Each of the
+candidate's commits is checked for a run that measured it. Their commits are those after the bundle
+commit (EXPORT_MESSAGE); without one, those after the last commit before their first run; without
+runs either, all but the first. A folder that carries the project's own history keeps it out of this.
 Left out on purpose: re-scoring runs (summary.json is read as written, as a harness.records.RunSummary)
 and judging the candidate.
 """
@@ -14,6 +16,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from grader.changes import bundle_commit
 from grader.safegit import git
 from grader.sandbox import endpoint_host, uses_llm
 from harness.metrics import PER_TAG_METRICS
@@ -121,6 +124,29 @@ def read_commits(repo: Path) -> list[dict] | None:
     return commits
 
 
+def mark_theirs(commits: list[dict], bundle: str | None, runs: list[dict]) -> str:
+    """Set each commit's "theirs" (made by the candidate, see the module docstring); returns how the
+    hand-over was found, for the scorecard to say."""
+    if bundle:
+        found = next((i for i, c in enumerate(commits) if c["commit"] == bundle), None)
+        if found is not None:
+            for i, commit in enumerate(commits):
+                commit["theirs"] = i > found
+            return f"the bundle commit {bundle[:7]}"
+    first_run = min((run["time"] for run in runs), default=None)
+    before = [i for i, c in enumerate(commits) if first_run is not None and c["time"] <= first_run]
+    start = before[-1] if before else 0
+    for i, commit in enumerate(commits):
+        commit["theirs"] = i > start
+    return (f"the last commit before the first run, {commits[start]['commit'][:7]}" if before and commits else
+            "the first commit" if commits else "no commits")
+
+
+def _theirs(commits: list[dict]) -> list[bool]:
+    """Each commit's "theirs"; a scorecard written before it was recorded: all but the first."""
+    return [c.get("theirs", i > 0) for i, c in enumerate(commits)]
+
+
 def _measured(commit: dict, previous: dict | None, runs: list[dict]) -> bool:
     """A commit is measured by a run made at it, or by a run on uncommitted changes just before it."""
     for run in runs:
@@ -146,8 +172,9 @@ def discipline(runs: list[dict], commits: list[dict] | None, edited: str | None)
     """Counts for the measurement-discipline evidence; each a plain number or None when unknown."""
     times = [run["time"] for run in runs]
     gaps = [_minutes(a, b) for a, b in zip(times, times[1:])]
-    # The first commit is the bundle as handed over; commits that leave exercise/ alone need no run.
-    pairs = [(p, c) for p, c in zip(commits or [], (commits or [])[1:]) if c["pipeline"]]
+    # Only the candidate's commits count (mark_theirs); those that leave exercise/ alone need no run.
+    theirs = _theirs(commits or [])
+    pairs = [(p, c) for (p, c), mine in zip(zip(commits or [], (commits or [])[1:]), theirs[1:]) if mine and c["pipeline"]]
     work = [c for _, c in pairs]
     measured = [_measured(c, p, runs) for p, c in pairs]
     return {
@@ -157,6 +184,7 @@ def discipline(runs: list[dict], commits: list[dict] | None, edited: str | None)
         "largest_gap_minutes": round(max(gaps), 1) if gaps else None,
         "other_golden_runs": sum(bool(run["golden"]) and not run["golden"].endswith(DEV_GOLDEN) for run in runs),
         "git": commits is not None,
+        "earlier_commits": theirs.count(False) - 1 if commits else None,  # before the hand-over, not counted
         "commits": len(work) if commits is not None else None,
         "commits_measured": sum(measured) if commits is not None else None,
         "unmeasured_commits": [c["commit"][:7] + " " + c["subject"] for c, ok in zip(work, measured) if not ok],
@@ -168,8 +196,14 @@ def discipline(runs: list[dict], commits: list[dict] | None, edited: str | None)
 def build_timeline(candidate: Path, runs_dir: Path | None = None) -> dict:
     runs = read_runs(runs_dir or candidate / "runs")
     commits = read_commits(candidate)
-    return {"metrics": list(TIMELINE_METRICS), "runs": runs, "commits": commits,
+    handover = mark_theirs(commits, bundle_commit(candidate), runs) if commits is not None else None
+    return {"metrics": list(TIMELINE_METRICS), "runs": runs, "commits": commits, "handover": handover,
             "discipline": discipline(runs, commits, last_edit(candidate))}
+
+
+def when(iso: str) -> str:
+    """"2026-11-22T10:35:00+00:00" -> "2026-11-22 10:35" (UTC)."""
+    return iso[:16].replace("T", " ")
 
 
 def discipline_lines(d: dict) -> list[str]:
@@ -179,6 +213,8 @@ def discipline_lines(d: dict) -> list[str]:
     span = d["span_minutes"]
     lines = [f"ran eval {d['runs']} time(s) ({d['complete_runs']} complete) over {span:.0f} min"
              + (f"; longest stretch without a run {d['largest_gap_minutes']:.0f} min" if d["largest_gap_minutes"] else "")]
+    if d.get("earlier_commits"):
+        lines.append(f"{d['earlier_commits']} commit(s) from before the hand-over are the project's, not the candidate's: not counted")
     if d["git"] and not d["commits"]:
         lines.append("no commit after the hand-over changed exercise/: nothing to check run by run")
     elif d["git"]:
@@ -187,7 +223,7 @@ def discipline_lines(d: dict) -> list[str]:
     else:
         lines.append("no git repository in the candidate folder: which changes were measured is unknown")
     if d["final_state_measured"] is False:
-        lines.append(f"exercise/ changed at {d['last_edit'][11:16]} UTC, after the last run: the final code was never measured")
+        lines.append(f"exercise/ changed at {when(d['last_edit'])} UTC, after the last run: the final code was never measured")
     elif d["final_state_measured"]:
         lines.append("the final code was measured (last run after the last edit to exercise/)")
     if d["other_golden_runs"]:
