@@ -87,9 +87,13 @@ def _failure_prompts(card: Scorecard) -> list[dict]:
 
 
 def _discipline_prompts(card: Scorecard) -> list[dict]:
-    """The final code never measured, and commits to exercise/ no run measured."""
+    """No runs at all; else the final code never measured, and commits to exercise/ no run measured."""
     d = (card.timeline or {}).get("discipline") or {}
     prompts = []
+    if d.get("runs") == 0:
+        return [{"strength": 2.5, "section": "s5", "href": "#s5-body",
+                 "text": "No run of `ragkata eval` in your folder: how did you decide what to change, and whether it worked?",
+                 "evidence": "no runs/ folder with evaluations"}]
     if d.get("final_state_measured") is False:
         when = (d.get("last_edit") or "")[:16].replace("T", " ")
         prompts.append({"strength": 2.5, "section": "s5", "href": "#s5-body",

@@ -270,6 +270,8 @@ def test_the_prompts_are_the_strongest_first_and_link_to_their_evidence(graded):
         assert f'id="{prompt["href"][1:]}"' in html, prompt["href"]
     openers = {ex["opener"] for examples in card.failures["examples"].values() for ex in examples}
     assert any(p["text"] in openers for p in chosen)
+    assert any(p["text"].startswith("No run of `ragkata eval`") for p in chosen)  # the broken candidate never ran eval
+    assert not any("after the last run" in p["evidence"] for p in chosen)
 
 
 @pytest.mark.browser
