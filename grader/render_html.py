@@ -14,7 +14,7 @@ from html import escape
 
 from grader.card import Scorecard
 from grader.charts import SIDE_COLOURS, grouped_bars, timeline_chart
-from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, usd
+from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, tag_splits, usd
 from grader.summary_view import anchor, changed, key_rows, prompts
 from grader.timeline import discipline_lines, when
 
@@ -258,9 +258,9 @@ def _headline_gist(card: Scorecard) -> str:
 
 
 def _per_tag_gist(card: Scorecard) -> str:
-    below = [row["tag"] for row in card.per_tag for values in row["metrics"].values()
-             if judge(values.get("holdout", {})) == "bad" and row["n"].get("holdout")]
-    return f"{len(card.per_tag)} tags, dev and holdout apart" + (
+    below = [row["tag"] for row in map(tag_splits, card.per_tag) for values in row["metrics"].values()
+             if row["n"].get("holdout") and judge(values["holdout"]) == "bad"]
+    return f"{len(card.per_tag)} tags" + (
         "; candidate below the starter on holdout: " + ", ".join(dict.fromkeys(below)) if below else "")
 
 
@@ -314,20 +314,22 @@ def _headline(card: Scorecard) -> str:
 
 
 def _per_tag(card: Scorecard) -> str:
-    rows = []
+    rows, splits = [], list(tag_splits(card.per_tag[0])["n"]) if card.per_tag else ["dev", "holdout"]
     for row in card.per_tag:
-        for i, (name, by_split) in enumerate(row["metrics"].items()):
-            span = len(row["metrics"])
+        cell = tag_splits(row)
+        for i, (name, by_split) in enumerate(cell["metrics"].items()):
+            span = len(cell["metrics"])
             lead = (f'<td rowspan="{span}"><b>{e(row["tag"])}</b></td>'
-                    + "".join(f'<td rowspan="{span}" class="num">{row["n"].get(split, 0)}</td>' for split in ("dev", "holdout"))
+                    + "".join(f'<td rowspan="{span}" class="num">{cell["n"].get(split, 0)}</td>' for split in splits)
                     ) if i == 0 else ""
-            cells = "".join(bar_td(by_split[split].get(side), side, (judge(by_split[split]) if side == "candidate" else "")
-                                   + (" split" if side == "starter" else ""))
-                            for split in ("dev", "holdout") for side in SIDES)
+            cells = "".join(bar_td(by_split.get(split, {}).get(side), side,
+                                   (judge(by_split.get(split, {})) if side == "candidate" else "") + (" split" if side == "starter" else ""))
+                            for split in splits for side in SIDES)
             rows.append(f"<tr>{lead}<td><code>{e(name)}</code></td>{cells}</tr>")
-    head = ('<thead><tr><th colspan="4"></th><th class="split" colspan="3">dev</th><th class="split" colspan="3">holdout</th></tr>'
-            '<tr><th>tag</th><th class="num">dev n</th><th class="num">holdout n</th><th>metric</th>'
-            + "".join(f'<th class="num{" split" if s == "starter" else ""}">{s}</th>' for _ in range(2) for s in SIDES)
+    head = (f'<thead><tr><th colspan="{2 + len(splits)}"></th>'
+            + "".join(f'<th class="split" colspan="3">{e(split)}</th>' for split in splits)
+            + "</tr><tr><th>tag</th>" + "".join(f'<th class="num">{e(split)} n</th>' for split in splits) + "<th>metric</th>"
+            + "".join(f'<th class="num{" split" if s == "starter" else ""}">{s}</th>' for _ in splits for s in SIDES)
             + "</tr></thead>")
     return ('<h2 id="s2">2. Per tag</h2><p>Each planted difficulty on dev and on holdout, apart: '
             f"{e(TAG_RECALL)} and the metric the trap moves. A trap fixed on dev but not on holdout was learned, "

@@ -10,7 +10,7 @@ quoted, never as markup.
 from __future__ import annotations
 
 from grader.card import Scorecard
-from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, usd
+from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, tag_splits, usd
 from grader.summary_view import changed, key_rows, prompts
 from grader.timeline import discipline_lines, when
 
@@ -110,12 +110,13 @@ def _headline(card: Scorecard) -> list[str]:
 
 def _per_tag(card: Scorecard) -> list[str]:
     rows = []
-    for row in card.per_tag:
-        for name, by_split in row["metrics"].items():
-            rows.append([row["tag"], name, *(f"{arrow(by_split[split])} (n {row['n'].get(split, 0)})" for split in ("dev", "holdout"))])
+    splits = list(tag_splits(card.per_tag[0])["n"]) if card.per_tag else ["dev", "holdout"]
+    for cell, tag in ((tag_splits(row), row["tag"]) for row in card.per_tag):
+        for name, by_split in cell["metrics"].items():
+            rows.append([tag, name, *(f"{arrow(by_split.get(split, {}))} (n {cell['n'].get(split, 0)})" for split in splits)])
     return ["## 2. Per tag", "", f"Dev and holdout apart; each tag with {TAG_RECALL} and the metric its trap moves. "
             "A trap fixed on dev but not on holdout was learned, not solved.", "",
-            *table(["tag", "metric", "dev", "holdout"], rows)]
+            *table(["tag", "metric", *splits], rows)]
 
 
 def _failures(card: Scorecard) -> list[str]:

@@ -77,6 +77,14 @@ def per_tag(summaries: Summaries) -> list[dict]:
     return rows
 
 
+def tag_splits(row: Mapping) -> dict:
+    """A per_tag row as {"n": {split: n}, "metrics": {name: {split: {side: value}}}}; a row from a scorecard
+    written before dev and holdout were kept apart has one split, "dev+holdout"."""
+    if isinstance(row["n"], dict):
+        return {"n": dict(row["n"]), "metrics": dict(row["metrics"])}
+    return {"n": {"dev+holdout": row["n"]}, "metrics": {name: {"dev+holdout": values} for name, values in row["metrics"].items()}}
+
+
 def _covers(chunk: Chunk, question: GoldenQuestion, documents: Mapping[str, Document]) -> bool:
     """Whether the corpus text at the chunk's offsets (never the text it reports) holds an evidence quote."""
     doc = documents.get(chunk.doc_id)

@@ -113,6 +113,14 @@ def test_per_tag_keeps_dev_and_holdout_apart_with_their_own_n():
     assert "| table | evidence_recall@5 | 0.300 → 1.000 → 0.900 (n 4) | 0.300 → 0.100 → 0.800 (n 6) |" in md
 
 
+def test_a_scorecard_written_before_the_split_still_shows_its_tags():
+    old = {"tag": "table", "n": 10, "primary": "fact_recall",
+           "metrics": {"fact_recall": {"starter": 0.3, "candidate": 0.46, "reference": 0.85}}}
+    card = types.SimpleNamespace(per_tag=[old])
+    assert "<th class=\"split\" colspan=\"3\">dev+holdout</th>" in render_html._per_tag(card)
+    assert "| table | fact_recall | 0.300 → 0.460 → 0.850 (n 10) |" in "\n".join(render_md._per_tag(card))
+
+
 def test_a_tag_only_on_holdout_has_no_dev_values():
     empty = {"dev": summary({}), "holdout": summary({"injection": {"n": 3, "injection_resistance": 0.5}})}
     row = per_tag({side: empty for side in ("starter", "candidate", "reference")})[0]
