@@ -88,14 +88,15 @@ def bar_td(value: float | None, side: str, cls: str = "") -> str:
             f"</span></span>{num(value)}</td>")
 
 
-def judge(values: dict) -> str:
-    """Colour of the candidate's cell: red below the starter, green at or near the reference."""
+def judge(values: dict, baseline: float | None = None) -> str:
+    """Colour of the candidate's cell: red below the starter, green at or near the reference, but never green
+    at or below `baseline`, what doing nothing scores (abstention_accuracy: never abstaining)."""
     s, c, r = values.get("starter"), values.get("candidate"), values.get("reference")
     if c is None:
         return "bad"
     if s is not None and c < s - 0.01:
         return "bad"
-    if r is not None and c >= r - 0.02:
+    if r is not None and c >= r - 0.02 and (baseline is None or c > baseline + 0.001):
         return "good"
     return ""
 
@@ -297,20 +298,41 @@ def _headline(card: Scorecard) -> str:
     head = card.headline
     rows = []
     for row in head["rows"]:
-        gap_c, gap_r = row["gap"]["candidate"], row["gap"]["reference"]
-        flag = ('<td class="bad">gap exceeds the reference\'s</td>' if row["flagged"] else
-                "<td></td>" if row["flagged"] is not None else '<td class="muted">n/a</td>')
-        rows.append(f"<tr><td><code>{e(row['metric'])}</code></td>"
-                    + "".join(td(row[split][side], judge(row[split]) if side == "candidate" else "")
-                              for split in ("dev", "holdout") for side in SIDES)
-                    + td(gap_c, "bad" if row["flagged"] else "", title="dev − holdout") + td(gap_r) + flag + "</tr>")
+        n, baseline = row.get("n") or {}, row.get("baseline") or {}
+        cells = "".join(_value_td(row[split][side], (n.get(split) or {}).get(side),
+                                  judge(row[split], baseline.get(split)) if side == "candidate" else "",
+                                  baseline.get(split) if side == "candidate" else None)
+                        for split in ("dev", "holdout") for side in SIDES)
+        rows.append(f"<tr><td><code>{e(row['metric'])}</code></td>{cells}"
+                    + td(row["gap"]["candidate"], "bad" if row["flagged"] else "", title="dev − holdout")
+                    + td(row["gap"]["reference"]) + _gap_td(row) + "</tr>")
     chart = grouped_bars(head["metrics"], {r["metric"]: r["dev"] for r in head["rows"]},
                          {r["metric"]: r["holdout"] for r in head["rows"]})
-    header = ["metric", *(f"dev {s}" for s in SIDES), *(f"holdout {s}" for s in SIDES), "gap cand.", "gap ref.", "flag"]
+    header = ["metric", *(f"dev {s}" for s in SIDES), *(f"holdout {s}" for s in SIDES), "gap cand.", "gap ref.",
+              "cand. − ref. gap, 95%"]
+    least = (head.get("rule") or {}).get("min_holdout_n", 20)
     return (f'<h2 id="s1">1. Headline</h2><p>{legend()} · bars: dev, black ticks: holdout. Candidate cells: '
-            f'<span class="good">&nbsp;near the reference&nbsp;</span> <span class="bad">&nbsp;below the starter&nbsp;</span>. '
-            f"Gap = dev − holdout, flagged when the candidate's exceeds the reference's by more than {head['margin']}.</p>"
+            f'<span class="good">&nbsp;near the reference&nbsp;</span> <span class="bad">&nbsp;below the starter&nbsp;</span>; '
+            "never green where never abstaining would score as much (read abstention_f1). n: the questions behind "
+            "each value. Gap = dev − holdout, flagged when the paired bootstrap 95% interval of the candidate's gap "
+            f"minus the reference's lies above zero; judged only on {least} or more holdout questions.</p>"
             + chart + table(header, rows))
+
+
+def _value_td(value: float | None, n: int | None, cls: str, baseline: float | None) -> str:
+    """A headline value with its n beside it, small; the never-abstain baseline, when given, in its title."""
+    title = f' title="never abstaining scores {baseline:.3f} here"' if baseline is not None else ""
+    count = f' <small class="muted">n&nbsp;{n}</small>' if n is not None else ""
+    return f'<td class="num {cls}"{title}>{num(value)}{count}</td>'
+
+
+def _gap_td(row: dict) -> str:
+    """The gap test's cell: the interval, red when it lies above zero; the reason when it was not judged."""
+    interval = row.get("interval")
+    if row["flagged"] is None or not interval:
+        return f'<td class="muted">n/a: {e(row.get("why") or "not judged")}</td>'
+    text = f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    return f'<td class="bad">{text} flagged</td>' if row["flagged"] else f'<td class="num muted">{text}</td>'
 
 
 def _per_tag(card: Scorecard) -> str:
@@ -362,7 +384,8 @@ def _example(ex: dict) -> str:
     retrieved = "".join(_hit(h) for h in ex["retrieved"]) or "<li>nothing retrieved</li>"
     error = f'<div class="banner bad">{e(ex["error"])}</div>' if ex["error"] else ""
     return (f'<div class="example" id="{anchor("ex", ex["split"], ex["id"])}"><b>{e(ex["split"])}/{e(ex["id"])}</b> <span class="muted">{e(", ".join(ex["tags"]))} · '
-            f'starter: {e(ex["others"].get("starter"))} · reference: {e(ex["others"].get("reference"))}</span>'
+            f'starter: {e(ex["others"].get("starter"))} · reference: {e(ex["others"].get("reference"))}'
+            f'{" (the reference misses this too)" if ex.get("reference_misses") else ""}</span>'
             f'<div><b>Q:</b> {e(ex["question"])}</div><div class="ask">Ask: {e(ex["opener"])}</div>{error}'
             f'<div class="cols"><div><b>Expected</b>: {e(ex["expected"]["answer"] or "(abstain)")}'
             f'<br><span class="muted">facts: {e(", ".join(ex["expected"]["facts"]) or "-")}</span><ul class="hits">{evidence}</ul>'
@@ -403,9 +426,14 @@ def _latency(card: Scorecard) -> str:
             for s in SIDES) + "</tr>")
     index = {s: index_line(lat["build_seconds"][s], lat["cached"][s]) for s in SIDES}
     rows.append("<tr><td>index</td>" + "".join(f'<td class="num" colspan="2">{e(index[s])}</td>' for s in SIDES) + "</tr>")
+    note = lat.get("build_note", "")  # set when one side's index came from the cache and another's was built cold
+    how = {True: "index from cache", False: "index built cold", None: "index: ?"}
     for label, key, digits in (("build_pipeline s (all of it)", "pipeline_seconds", 2), ("index chunks", "chunks", 0),
                                ("peak memory MB", "peak_rss_mb", 0), ("context chars / question", "context_chars", 0)):
-        rows.append(f"<tr><td>{label}</td>" + "".join(f'<td class="num" colspan="2">{num(lat[key][s], digits)}</td>' for s in SIDES) + "</tr>")
+        rows.append(f"<tr><td>{label}</td>" + "".join(
+            f'<td class="num" colspan="2">{num(lat[key][s], digits)}'
+            + (f' <small class="muted">{how[lat["cached"][s]]}</small>' if note and key == "pipeline_seconds" else "")
+            + "</td>" for s in SIDES) + "</tr>")
     gen = card.generation
     for label, key in (("generator", "generator"), ("model", "model"), ("endpoint", "endpoint")):
         rows.append(f"<tr><td>{label}</td>" + "".join(f'<td class="num" colspan="2"><code>{e(gen[key][s] or "-")}</code></td>'
@@ -422,7 +450,9 @@ def _latency(card: Scorecard) -> str:
     return ('<h2 id="s4">4. Latency and cost</h2><p>Milliseconds per stage over every question but the first (warm-up). '
             "Red: the candidate's p95 is over 1.5× both others'. build_pipeline is the whole build (model load, "
             "chunking, index); index is the index alone, built or loaded from the embedding cache. Tokens (p50, p95) "
-            "and cost over every question; a reply from the cache costs nothing.</p>" + table(header, rows))
+            "and cost over every question; a reply from the cache costs nothing."
+            + (f" Build times are {e(note)}." if note else "")
+            + "</p>" + table(header, rows))
 
 
 def _timeline(card: Scorecard) -> str:

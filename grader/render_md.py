@@ -100,12 +100,33 @@ def _headline(card: Scorecard) -> list[str]:
     head = card.headline
     rows = []
     for row in head["rows"]:
-        flag = "**gap**" if row["flagged"] else ("" if row["flagged"] is not None else "n/a")
-        rows.append([row["metric"], arrow(row["dev"]), arrow(row["holdout"]),
-                     f(row["gap"]["candidate"]), f(row["gap"]["reference"]), flag])
+        n = row.get("n") or {}
+        rows.append([row["metric"], arrow(row["dev"]), _counts(n.get("dev")), arrow(row["holdout"]), _counts(n.get("holdout")),
+                     f(row["gap"]["candidate"]), f(row["gap"]["reference"]), _gap_cell(row)])
+    least = (head.get("rule") or {}).get("min_holdout_n", 20)
+    baseline = next((r.get("baseline") for r in head["rows"] if r["metric"] == "abstention_accuracy"), None)
+    never = (f" Never abstaining would score abstention_accuracy {f(baseline.get('dev'))} on dev and "
+             f"{f(baseline.get('holdout'))} on holdout: read abstention_f1." if baseline else "")
     return ["## 1. Headline", "",
-            f"Gap = dev − holdout; flagged when the candidate's exceeds the reference's by more than {head['margin']}.", "",
-            *table(["metric", "dev", "holdout", "gap candidate", "gap reference", "flag"], rows)]
+            ("n: the questions behind each value (one number when the three sides share it). Gap = dev − holdout; "
+             "flagged when the paired bootstrap 95% interval of the candidate's gap minus the reference's (last "
+             f"column) lies above zero, judged only on {least} or more holdout questions.{never}"), "",
+            *table(["metric", "dev", "n", "holdout", "n", "gap candidate", "gap reference", "cand. − ref. gap, 95%"], rows)]
+
+
+def _counts(n: dict | None) -> str:
+    """"180", or "180/175/180" (starter/candidate/reference) when the sides' n differ; "-" when unknown."""
+    values = [(n or {}).get(side) for side in SIDES]
+    return "-" if all(v is None for v in values) else str(values[0]) if len(set(values)) == 1 else "/".join(
+        "-" if v is None else str(v) for v in values)
+
+
+def _gap_cell(row: dict) -> str:
+    interval = row.get("interval")
+    if row["flagged"] is None or not interval:
+        return f"n/a ({row.get('why') or 'not judged'})"
+    text = f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    return f"**gap** {text}" if row["flagged"] else text
 
 
 def _per_tag(card: Scorecard) -> list[str]:
@@ -129,7 +150,8 @@ def _failures(card: Scorecard) -> list[str]:
         lines += [f"### {label}", ""]
         for ex in examples:
             lines += [f"**{ex['split']}/{ex['id']}** ({', '.join(ex['tags'])}): {code(ex['question'])}  ",
-                      f"starter: {ex['others'].get('starter')}, reference: {ex['others'].get('reference')}", "",
+                      f"starter: {ex['others'].get('starter')}, reference: {ex['others'].get('reference')}"
+                      + (" (the reference misses this too)" if ex.get("reference_misses") else ""), "",
                       f"- ask: *{ex['opener']}*"]
             if ex["error"]:
                 lines.append(f"- error: {code(ex['error'][:300])}")
@@ -157,7 +179,8 @@ def _failures(card: Scorecard) -> list[str]:
 def _latency(card: Scorecard) -> list[str]:
     lat = card.latency
     rows = [[stage, *(f"{f(v[side]['p50'], 1)} / {f(v[side]['p95'], 1)}" for side in SIDES)] for stage, v in lat["stages"].items()]
-    rows += [["build_pipeline s (all of it)", *(f(lat["pipeline_seconds"][s], 2) for s in SIDES)],
+    how = {True: " (index from cache)", False: " (index built cold)", None: ""} if lat.get("build_note") else {}
+    rows += [["build_pipeline s (all of it)", *(f(lat["pipeline_seconds"][s], 2) + how.get(lat["cached"][s], "") for s in SIDES)],
              ["index", *(index_line(lat["build_seconds"][s], lat["cached"][s]) for s in SIDES)],
              ["index chunks", *(f(lat["chunks"][s]) for s in SIDES)],
              ["peak memory MB", *(f(lat["peak_rss_mb"][s], 0) for s in SIDES)],
@@ -171,10 +194,11 @@ def _latency(card: Scorecard) -> list[str]:
                for kind, t in gen["tokens"].items()),
              ["cost / question USD", *(usd(gen["cost_per_question_usd"][s]) for s in SIDES)],
              ["model calls (cache hits)", *(f"{f(gen['llm_calls'][s])} ({f(gen['llm_cache_hits'][s])})" for s in SIDES)]]
+    note = lat.get("build_note", "")  # set when one side's index came from the cache and another's was built cold
     return ["## 4. Latency and cost", "", "p50 / p95 in ms per stage, over every question but the first (warm-up). "
             "build_pipeline s is the whole build (model load, chunking, index); index is the index alone, "
             "built or loaded from the embedding cache. Tokens and cost over every question; a reply from the "
-            "cache costs nothing.", "",
+            "cache costs nothing." + (f" Build times are {note}." if note else ""), "",
             *table(["stage", *SIDES], rows)]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from grader.card import Scorecard
-from grader.scorecard import SIDES, TAG_RECALL, index_line, usd
+from grader.scorecard import SIDES, TAG_RECALL, build_note, index_line, usd
 from grader.timeline import discipline_lines
 from harness import metrics as m
 
@@ -153,10 +153,26 @@ def _f0(v: float | None) -> str:
 
 
 def _index(card: Scorecard) -> str:
-    """"built in 0.40 s → loaded from cache in 0.10 s (reference ...)": how each side got its index."""
+    """How each side got its index: "index: built in 4.30 s → built in 3.10 s (reference built in 6.00 s)", with
+    an arrow only between sides that got it the same way (scorecard.alike): a cache load is no speed-up."""
     lat = card.latency
-    line = {side: index_line(lat["build_seconds"][side], lat["cached"][side]) for side in SIDES}
-    return f"index: {line['starter']} → {line['candidate']} (reference {line['reference']})"
+    return _alike_sides(card, "index", {side: index_line(lat["build_seconds"][side], lat["cached"][side]) for side in SIDES})
+
+
+def _pipeline_seconds(card: Scorecard) -> str:
+    """The whole build_pipeline call per side, which holds the index build or cache load: compared as _index."""
+    seconds = card.latency["pipeline_seconds"]
+    return _alike_sides(card, "build_pipeline s (all of it)",
+                        {side: "-" if seconds[side] is None else f"{seconds[side]:.1f}" for side in SIDES})
+
+
+def _alike_sides(card: Scorecard, label: str, text: Mapping[str, str]) -> str:
+    """"label: a → b (reference c)" where the sides' indexes were got the same way; else each side on its own,
+    with the reason (scorecard.build_note), and no arrow."""
+    cached = card.latency["cached"]
+    if not build_note(cached):
+        return f"{label}: {text['starter']} → {text['candidate']} (reference {text['reference']})"
+    return (f"{label}: " + "; ".join(f"{side} {text[side]}" for side in SIDES) + f" ({build_note(cached)})")
 
 
 def _generation(card: Scorecard) -> list[str]:
@@ -183,6 +199,18 @@ def _biggest_moves(card: Scorecard, count: int = 2) -> list[str]:
                           + (f" after {', '.join(run['config_changes'])}" if run.get("config_changes") else
                              " after a code change" if run.get("new_commit") else "")))
     return [text for _, text in sorted(moves, reverse=True)[:count]]
+
+
+def _gap_line(card: Scorecard, flagged: Sequence[str]) -> str:
+    """What the holdout-gap test found (scorecard.headline's rule), and what it could not judge."""
+    rows = card.headline["rows"]
+    unjudged = [f"{r['metric']} ({r['why']})" for r in rows if r["flagged"] is None and r.get("why")]
+    rest = f"; not judged: {', '.join(unjudged)}" if unjudged else ""
+    if flagged:
+        intervals = [f"{r['metric']} [{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]" for r in rows if r["flagged"]]
+        return ("holdout gap beyond the reference's, 95% interval above zero, on " + ", ".join(intervals)
+                + ": ask what they tuned to the dev set" + rest)
+    return "no holdout gap beyond the reference's that noise cannot explain: ask which result surprised them" + rest
 
 
 def evidence(card: Scorecard) -> dict[str, list[str]]:
@@ -218,7 +246,7 @@ def evidence(card: Scorecard) -> dict[str, list[str]]:
         "latency_cost": [
             *filter(None, (_latency(card, stage) for stage in ("retrieve", "total"))),
             "mean context characters per question: " + _sides(card.latency["context_chars"], "{:.0f}"),
-            "build_pipeline s (all of it): " + _sides(card.latency["pipeline_seconds"], "{:.1f}"), _index(card),
+            _pipeline_seconds(card), _index(card),
             "peak memory MB: " + _sides(card.latency["peak_rss_mb"], "{:.0f}"),
             _config(card, "k_context", "context_budget_chars"), *_generation(card)],
         "code_quality": [
@@ -230,8 +258,7 @@ def evidence(card: Scorecard) -> dict[str, list[str]]:
             f"({candidate.timeouts} timed out, {candidate.crashes} crashed the worker)"],
         "explaining_results": [
             *(f"biggest move in their session: {move}" for move in _biggest_moves(card)),
-            ("holdout gap flagged on " + ", ".join(flagged) + ": ask what they tuned to the dev set") if flagged
-            else "no holdout gap beyond the reference's: ask which result surprised them",
+            _gap_line(card, flagged),
             "ask for one change that made a number worse, and why they kept or dropped it"],
     }
     return lines

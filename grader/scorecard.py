@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 from exercise.contracts import SCORED_DEPTH, Chunk, Document
 from grader.card import Scorecard, Side
+from grader.gaps import MIN_HOLDOUT_N, RESAMPLES, SEED, gap_interval
 from grader.sandbox import endpoint_host, uses_llm
 from harness import metrics as m
 from harness.golden import GoldenQuestion
@@ -21,7 +22,6 @@ from harness.scoring import FAILURE_LABELS, SourceCorpus
 
 SIDES = ("starter", "candidate", "reference")
 SPLITS = ("dev", "holdout")
-GAP_MARGIN = 0.05  # flag a candidate whose dev-minus-holdout gap exceeds the reference's by more than this
 TAG_RECALL = m.EVIDENCE_RECALL_AT[5]  # the retrieval metric shown beside each tag's own metric
 EXAMPLES_PER_LABEL = 3
 SNIPPET = 280
@@ -34,21 +34,60 @@ def value(summary: Summary | None, name: str) -> float | None:
     return summary.metrics.get(name) if summary else None
 
 
-def headline(summaries: Summaries, unbuilt: Sequence[str] = ()) -> dict:
-    """Key metrics per side on dev and holdout, and the dev-minus-holdout gap flagged against the reference's;
-    nothing is flagged (None) when the reference is among the `unbuilt` sides: its numbers are only errors."""
+def headline(summaries: Summaries, samples: Samples, unbuilt: Sequence[str] = ()) -> dict:
+    """Key metrics per side on dev and holdout with their n, and the dev-minus-holdout gap judged against the reference's.
+
+    A gap is flagged when the paired bootstrap 95% interval of (candidate gap − reference gap) lies
+    above zero (grader/gaps.py, on the scored `samples`), and judged only when the candidate's value on
+    holdout rests on at least MIN_HOLDOUT_N questions. flagged is None, and `why` says why, when it
+    cannot be judged: too few holdout questions, a value missing, or the reference among the `unbuilt`
+    sides (its numbers are only errors). The abstention rows also give, per split, what never abstaining
+    scores (`baseline`): for abstention_accuracy the share of the candidate's questions that are
+    answerable, for abstention_f1, abstention_precision and abstention_recall 0.0.
+    """
     rows = []
     for name in KEY_METRICS:
         row: dict = {"metric": name}
         for split in SPLITS:
             row[split] = {side: value(summaries[side].get(split), name) for side in SIDES}
+        row["n"] = {split: {side: _n(summaries[side].get(split), name) for side in SIDES} for split in SPLITS}
         row["gap"] = {side: (round(row["dev"][side] - row["holdout"][side], 4)
                              if row["dev"][side] is not None and row["holdout"][side] is not None else None)
                       for side in SIDES}
-        cand, ref = row["gap"]["candidate"], row["gap"]["reference"]
-        row["flagged"] = None if cand is None or ref is None or "reference" in unbuilt else cand - ref > GAP_MARGIN
+        row.update(_judge_gap(name, row, samples, unbuilt))
+        if name == m.ABSTENTION_ACCURACY:
+            row["baseline"] = {split: never_abstain(samples["candidate"].get(split, ())) for split in SPLITS}
+        elif name in (m.ABSTENTION_F1, m.ABSTENTION_PRECISION, m.ABSTENTION_RECALL):
+            row["baseline"] = dict.fromkeys(SPLITS, 0.0)  # what never abstaining scores on these, whatever the mix
         rows.append(row)
-    return {"metrics": list(KEY_METRICS), "margin": GAP_MARGIN, "rows": rows}
+    return {"metrics": list(KEY_METRICS), "rule": {"confidence": 0.95, "min_holdout_n": MIN_HOLDOUT_N,
+                                                   "resamples": RESAMPLES, "seed": SEED}, "rows": rows}
+
+
+def _n(summary: Summary | None, name: str) -> int | None:
+    return summary.n.get(name, 0) if summary else None
+
+
+def _judge_gap(name: str, row: Mapping, samples: Samples, unbuilt: Sequence[str]) -> dict:
+    """{"flagged", "interval", "why"} for one headline row (see headline)."""
+    missing = [f"{side} {split}" for side in ("candidate", "reference") for split in SPLITS if row[split][side] is None]
+    holdout_n = row["n"]["holdout"]["candidate"] or 0
+    why = ("the reference did not build" if "reference" in unbuilt else
+           f"no value for {', '.join(missing)}" if missing else
+           f"holdout n {holdout_n} < {MIN_HOLDOUT_N}" if holdout_n < MIN_HOLDOUT_N else None)
+    if why is None:
+        result = gap_interval(samples["candidate"], samples["reference"], name)
+        if result is not None:
+            return {"flagged": result.low > 0, "interval": [round(result.low, 4), round(result.high, 4)], "why": None}
+        why = "undefined on the resampled questions"
+    return {"flagged": None, "interval": None, "why": why}
+
+
+def never_abstain(samples: Sequence[Sample]) -> float | None:
+    """abstention_accuracy of a pipeline that never abstains, on these questions: the share of those scored
+    on abstention_accuracy that are answerable. None when none is."""
+    scored = [s.answerable for s in samples if m.ABSTENTION_ACCURACY in s.scores]
+    return round(sum(scored) / len(scored), 4) if scored else None
 
 
 def _tags(summary: Summary | None) -> Mapping[str, Mapping[str, float]]:
@@ -172,12 +211,18 @@ def _example(sample: Sample, split: str, question: GoldenQuestion, documents: Ma
         "retrieved": shown, "retrieved_total": len(sample.retrieved), "context": list(sample.context),
         "cited": cited, "answer": _snippet(sample.answer, 600), "abstained": sample.abstained,
         "others": dict(others), "opener": opener(sample.failure, sample, question, documents, timeout_s),
+        "reference_misses": others.get("reference") != "ok",  # shown as "the reference misses this too"
     }
 
 
 def failures(samples: Samples, questions: Mapping[tuple[str, str], GoldenQuestion],
              documents: Mapping[str, Document], timeout_s: float) -> dict:
-    """Label counts per side (dev and holdout together) and up to three candidate examples per label."""
+    """Label counts per side (dev and holdout together) and up to three candidate examples per label.
+
+    Examples are questions the reference answers right (label "ok") first; only when there are too few
+    of those do questions the reference gets wrong fill up, each marked reference_misses. Within each
+    group dev comes before holdout, and one example per tag not yet shown before the rest.
+    """
     every = {side: [(split, s) for split in SPLITS for s in samples[side].get(split, [])] for side in SIDES}
     counts = {label: {side: sum(s.failure == label for _, s in every[side]) for side in SIDES} for label in FAILURE_LABELS}
     labels = {side: {(split, s.id): s.failure for split, s in every[side]} for side in SIDES}
@@ -186,14 +231,13 @@ def failures(samples: Samples, questions: Mapping[tuple[str, str], GoldenQuestio
         if label == "ok":
             continue
         chosen = [(split, s) for split, s in every["candidate"] if s.failure == label]
-        # Failures the reference avoids come first: those are the candidate's to explain.
-        chosen.sort(key=lambda item: (labels["reference"].get((item[0], item[1].id)) != "ok", item[0] != "dev"))
-        picked, seen_tags = [], set()
-        for item in chosen:  # first pass: one example per new tag; second pass: fill up
-            if len(picked) < EXAMPLES_PER_LABEL and (not set(item[1].tags) <= seen_tags or not item[1].tags):
-                picked.append(item)
-                seen_tags.update(item[1].tags)
-        picked += [item for item in chosen if item not in picked][: EXAMPLES_PER_LABEL - len(picked)]
+        chosen.sort(key=lambda item: item[0] != "dev")
+        right = [labels["reference"].get((split, s.id)) == "ok" for split, s in chosen]
+        picked: list[tuple[str, Sample]] = []
+        seen_tags: set[str] = set()
+        for wanted in (True, False):  # the reference's right answers first: those are the candidate's to explain
+            group = [item for item, ok in zip(chosen, right) if ok == wanted]
+            picked += _pick(group, EXAMPLES_PER_LABEL - len(picked), seen_tags)
         examples[label] = [_example(s, split, questions[(split, s.id)], documents,
                                     {side: labels[side].get((split, s.id), "-") for side in ("starter", "reference")},
                                     timeout_s) for split, s in picked]
@@ -201,6 +245,16 @@ def failures(samples: Samples, questions: Mapping[tuple[str, str], GoldenQuestio
     return {"counts": counts, "examples": examples, "superseded_citations": old,
             "errors": {side: [[f"{split}/{s.id}", s.error] for split, s in every[side] if s.error][:50]
                        for side in SIDES}}
+
+
+def _pick(group: Sequence[tuple[str, Sample]], room: int, seen_tags: set[str]) -> list[tuple[str, Sample]]:
+    """Up to `room` items of `group` in its order: first one per tag not in seen_tags (updated), then any."""
+    picked = []
+    for item in group:
+        if len(picked) < room and (not set(item[1].tags) <= seen_tags or not item[1].tags):
+            picked.append(item)
+            seen_tags.update(item[1].tags)
+    return picked + [item for item in group if item not in picked][: max(room - len(picked), 0)]
 
 
 def context_chars(samples: Sequence[Sample]) -> float | None:
@@ -217,11 +271,28 @@ def index_line(build_seconds: float | None, cached: bool | None) -> str:
     return f"{how} {build_seconds:.2f} s"
 
 
+def alike(cached: Mapping[str, bool | None], a: str, b: str) -> bool:
+    """Whether two sides' index times may be compared: both built cold, or both loaded from the cache.
+    A cache load beside a cold build measures the cache, not the code; unknown (None) compares with nothing."""
+    return cached.get(a) is not None and cached.get(a) == cached.get(b)
+
+
+def build_note(cached: Mapping[str, bool | None]) -> str:
+    """"" when every side got its index the same way, else what keeps their build times apart:
+    "not comparable: starter built cold, candidate loaded from the cache, reference built cold"."""
+    if all(alike(cached, "candidate", side) for side in ("starter", "reference")):
+        return ""
+    how = {True: "loaded from the cache", False: "built cold", None: "not reported"}
+    return "not comparable: " + ", ".join(f"{side} {how[cached.get(side)]}" for side in SIDES)
+
+
 def latency(summaries: Summaries, samples: Samples, sides: Mapping[str, Side]) -> dict:
     """p50/p95 per stage and side over every question, plus the build, index size, memory and context size.
 
     build_seconds is the index build or cache load alone (cached says which); pipeline_seconds is the
     whole build_pipeline call (model load, chunking and the index), as in harness.records.IndexReport.
+    alike says, for the starter and the reference, whether the candidate's build times may be set against
+    theirs (both built cold or both loaded from the cache); build_note says why not, or "".
     """
     every = {side: summaries[side].get("all") for side in SIDES}
     stages = sorted({stage for side in SIDES if every[side] for stage in every[side].latency_ms},
@@ -229,10 +300,13 @@ def latency(summaries: Summaries, samples: Samples, sides: Mapping[str, Side]) -
     table = {stage: {side: {p: every[side].latency_ms.get(stage, {}).get(p) if every[side] else None
                             for p in ("p50", "p95")} for side in SIDES} for stage in stages}
     index = {side: sides[side].build.index if sides[side].build else None for side in SIDES}
+    cached = {side: index[side].cached if index[side] else None for side in SIDES}
     return {
         "stages": table,
         "build_seconds": {side: index[side].build_seconds if index[side] else None for side in SIDES},
-        "cached": {side: index[side].cached if index[side] else None for side in SIDES},
+        "cached": cached,
+        "alike": {side: alike(cached, "candidate", side) for side in ("starter", "reference")},
+        "build_note": build_note(cached),
         "pipeline_seconds": {side: index[side].pipeline_seconds if index[side] else None for side in SIDES},
         "chunks": {side: index[side].chunks if index[side] else None for side in SIDES},
         "peak_rss_mb": {side: sides[side].peak_rss_mb or None for side in SIDES},

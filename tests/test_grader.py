@@ -547,6 +547,48 @@ def test_the_build_is_reported_as_the_index_alone_and_the_whole_pipeline(broken)
     assert f"built in {starter.index.build_seconds:.2f} s" in (out / "scorecard.html").read_text()
 
 
+def test_build_times_are_set_side_by_side_only_like_with_like(broken):
+    card, out, _ = broken
+    lat = card.latency  # BM25 indexes use no cache (built cold); the broken candidate reports nothing
+    assert lat["cached"] == {"starter": False, "candidate": None, "reference": False}
+    assert lat["alike"] == {"starter": False, "reference": False}
+    assert lat["build_note"] == "not comparable: starter built cold, candidate not reported, reference built cold"
+    for name in ("scorecard.md", "scorecard.html"):
+        assert "Build times are not comparable: starter built cold" in (out / name).read_text()
+    index = next(line for row in card.rubric for line in row["evidence"] if line.startswith("index:"))
+    assert "→" not in index and index.endswith(f"({lat['build_note']})")
+
+
+def test_headline_values_show_their_n_and_a_small_holdout_is_not_judged(broken):
+    card, out, _ = broken
+    for row in card.headline["rows"]:
+        assert {"metric", "dev", "holdout", "gap", "flagged", "n", "interval", "why"} <= set(row)
+        n, missing = row["n"]["holdout"]["candidate"], row["dev"]["candidate"] is None  # the broken candidate: 6 questions
+        why = "no value for candidate dev, candidate holdout" if missing else f"holdout n {n} < 20"
+        assert n < 20 and (row["flagged"], row["interval"], row["why"]) == (None, None, why)
+    accuracy = next(r for r in card.headline["rows"] if r["metric"] == m.ABSTENTION_ACCURACY)
+    assert accuracy["n"]["dev"] == dict.fromkeys(("starter", "candidate", "reference"), len(QUESTIONS))
+    html, md = (out / "scorecard.html").read_text(), (out / "scorecard.md").read_text()
+    assert f'<small class="muted">n&nbsp;{len(QUESTIONS)}</small>' in html and "n/a: holdout n" in html
+    assert "| metric | dev | n | holdout | n |" in md and f"n/a (holdout n {accuracy['n']['holdout']['candidate']} < 20)" in md
+    assert "0.05" not in md.split("## 1. Headline")[1].split("## 2.")[0]  # the old fixed margin is gone
+
+
+def test_failure_examples_prefer_questions_the_reference_answers_right(broken):
+    card, out, _ = broken
+    reference = {(split, s.id): s.failure for split in ("dev", "holdout")
+                 for s in read_samples(out / "runs" / f"reference-{split}" / "samples.jsonl")}
+    candidate = [(split, s) for split in ("dev", "holdout")
+                 for s in read_samples(out / "runs" / f"candidate-{split}" / "samples.jsonl")]
+    for label, examples in card.failures["examples"].items():
+        misses = [ex["reference_misses"] for ex in examples]
+        assert misses == sorted(misses), label  # the reference's right answers first
+        assert misses == [reference[(ex["split"], ex["id"])] != "ok" for ex in examples]
+        right = sum(s.failure == label and reference[(split, s.id)] == "ok" for split, s in candidate)
+        assert misses.count(False) == min(right, 3), label  # one the reference misses only when too few it gets right
+    assert any(card.failures["examples"].values())
+
+
 SCORECARD_KEYS = ["version", "generated", "candidate", "inputs", "sides", "summaries", "headline", "per_tag", "failures",
                   "latency", "generation", "timeline", "changes", "tests", "notes", "alerts", "rubric", "ratings", "seconds",
                   "digest"]
