@@ -132,7 +132,7 @@ def render_html(card: Scorecard) -> str:
                           (_latency, _latency_gist), (_timeline, _timeline_gist), (_changes, _changes_gist),
                           (_rubric, _rubric_gist)):
         try:
-            parts.append(fold(section(card), gist(card)))
+            parts.append(fold(section(card), _gist(gist, card)))
         except Exception as exc:  # one broken section must not lose the others
             parts.append(f'<div class="banner bad">section unavailable: {e(type(exc).__name__)}: {e(exc)}</div>')
     parts.append(f'<p class="muted">digest {e(card.digest)} (checked by --render-only)</p></main></body></html>\n')
@@ -252,6 +252,14 @@ def _what_to_ask(card: Scorecard) -> str:
             + "</div>")
 
 
+def _gist(gist, card: Scorecard) -> str:
+    """A section's one-line gist; a gist that fails leaves the line empty, never the section unavailable."""
+    try:
+        return gist(card)
+    except Exception:  # noqa: BLE001 - a convenience line
+        return ""
+
+
 def _headline_gist(card: Scorecard) -> str:
     flagged = [r["metric"] for r in card.headline["rows"] if r.get("flagged")]
     return (f"{len(card.headline['rows'])} metrics, " + ("holdout gap flagged on " + ", ".join(flagged) if flagged
@@ -261,7 +269,7 @@ def _headline_gist(card: Scorecard) -> str:
 def _per_tag_gist(card: Scorecard) -> str:
     below = [row["tag"] for row in map(tag_splits, card.per_tag) for values in row["metrics"].values()
              if row["n"].get("holdout") and judge(values["holdout"]) == "bad"]
-    return f"{len(card.per_tag)} tags" + (
+    return f"{len(card.per_tag)} tag(s), dev and holdout apart" + (
         "; candidate below the starter on holdout: " + ", ".join(dict.fromkeys(below)) if below else "")
 
 

@@ -117,11 +117,12 @@ def per_tag(summaries: Summaries) -> list[dict]:
 
 
 def tag_splits(row: Mapping) -> dict:
-    """A per_tag row as {"n": {split: n}, "metrics": {name: {split: {side: value}}}}; a row from a scorecard
-    written before dev and holdout were kept apart has one split, "dev+holdout"."""
+    """A per_tag row as {"tag", "n": {split: n}, "metrics": {name: {split: {side: value}}}}; a row from a
+    scorecard written before dev and holdout were kept apart has one split, "dev+holdout"."""
     if isinstance(row["n"], dict):
-        return {"n": dict(row["n"]), "metrics": dict(row["metrics"])}
-    return {"n": {"dev+holdout": row["n"]}, "metrics": {name: {"dev+holdout": values} for name, values in row["metrics"].items()}}
+        return {"tag": row["tag"], "n": dict(row["n"]), "metrics": dict(row["metrics"])}
+    return {"tag": row["tag"], "n": {"dev+holdout": row["n"]},
+            "metrics": {name: {"dev+holdout": values} for name, values in row["metrics"].items()}}
 
 
 def _covers(chunk: Chunk, question: GoldenQuestion, documents: Mapping[str, Document]) -> bool:

@@ -109,6 +109,7 @@ def test_per_tag_keeps_dev_and_holdout_apart_with_their_own_n():
     html = render_html._per_tag(card)
     assert html.count('class="num bad"') == 2 and html.count('class="num good"') == 2  # dev green, holdout red, per metric
     assert "0.100" in html and "0.460" not in html
+    assert render_html._per_tag_gist(card) == "1 tag(s), dev and holdout apart; candidate below the starter on holdout: table"
     md = "\n".join(render_md._per_tag(card))
     assert "| table | evidence_recall@5 | 0.300 → 1.000 → 0.900 (n 4) | 0.300 → 0.100 → 0.800 (n 6) |" in md
 
@@ -294,6 +295,7 @@ def test_the_folded_page_is_six_screens_at_most_and_the_first_holds_the_three_an
         try:
             page = browser.new_context(viewport={"width": 1440, "height": SCREEN}).new_page()
             page.goto((graded[name] / "scorecard.html").as_uri())
+            assert "unavailable" not in page.content()  # every section and gist rendered
             height = page.evaluate("document.documentElement.scrollHeight")
             assert height <= 6 * SCREEN, f"{height} px folded is {height / SCREEN:.1f} screens"
             for answer in ("how", "changed", "ask"):
