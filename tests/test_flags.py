@@ -7,8 +7,8 @@ not the point here), the reference as it ships, and three candidates: one that a
 from the golden file and is the starter on holdout, one identical to the starter, and one with honest
 task 1 and 2 work (the reference's chunks and hybrid retrieval, the starter's generator); each pipeline
 is built once and answers dev and holdout in one run. Slow: the reference and the honest candidate
-embed the corpus on a cold cache (over 20 minutes on two cores); with a warm one the module took 105 s
-on two busy cores, most of it the reference. Skipped where the holdout or grader/solutions is absent.
+embed the corpus on a cold cache (over 20 minutes on two cores); with a warm one the module took 105-130 s
+on two busy cores (about 100 s of CPU), half of it the reference. Skipped where the holdout or grader/solutions is absent.
 """
 
 from __future__ import annotations
