@@ -17,6 +17,7 @@ from grader.charts import SIDE_COLOURS, grouped_bars, timeline_chart
 from grader.scorecard import SIDES, TAG_RECALL, index_line, isolation, limits_line, models, tag_splits, usd
 from grader.summary_view import anchor, changed, key_rows, prompts
 from grader.timeline import discipline_lines, when
+from harness import metrics as m
 
 CSS = """
 :root { --bad:#cf222e; --bad-bg:#ffebe9; --warn-bg:#fff8c5; --good:#1a7f37; --good-bg:#dafbe1; --muted:#57606a; --line:#d0d7de; }
@@ -189,7 +190,8 @@ def _how(card: Scorecard) -> str:
     for row in key_rows(card):
         flag = ('<td class="bad">holdout gap flagged</td>' if row.get("flagged") else
                 f'<td class="muted">{e(row.get("why") or "")}</td>' if row.get("flagged") is None else "<td></td>")
-        cells = "".join(td(row[split][side], (judge({s: v for s, v in row[split].items() if built[s]})
+        baseline = row.get("baseline") or {}
+        cells = "".join(td(row[split][side], (judge({s: v for s, v in row[split].items() if built[s]}, baseline.get(split))
                                               if side == "candidate" else "")
                            + (" split" if side == "starter" else "")) for split in ("dev", "holdout") for side in SIDES)
         rows.append(f'<tr><td><code>{e(row["metric"])}</code></td>{cells}'
@@ -353,7 +355,9 @@ def _per_tag(card: Scorecard) -> str:
                     + "".join(f'<td rowspan="{span}" class="num">{cell["n"].get(split, 0)}</td>' for split in splits)
                     ) if i == 0 else ""
             cells = "".join(bar_td(by_split.get(split, {}).get(side), side,
-                                   (judge(by_split.get(split, {})) if side == "candidate" else "") + (" split" if side == "starter" else ""))
+                                   # abstention_accuracy is a tag's metric only for unanswerable tags: never abstaining scores 0
+                                   (judge(by_split.get(split, {}), 0.0 if name == m.ABSTENTION_ACCURACY else None)
+                                    if side == "candidate" else "") + (" split" if side == "starter" else ""))
                             for split in splits for side in SIDES)
             rows.append(f"<tr>{lead}<td><code>{e(name)}</code></td>{cells}</tr>")
     head = (f'<thead><tr><th colspan="{2 + len(splits)}"></th>'

@@ -240,7 +240,8 @@ def evidence(card: Scorecard) -> dict[str, list[str]]:
             f"answers citing a superseded document: {old['starter']} → {old['candidate']} (reference {old['reference']})",
             _label(card, "citation_miss"), _metric(card, m.INJECTION_RESISTANCE)],
         "abstention": [
-            _metric(card, m.ABSTENTION_ACCURACY),
+            _metric(card, m.ABSTENTION_F1) + "; " + _metric(card, m.ABSTENTION_PRECISION) + "; " + _metric(card, m.ABSTENTION_RECALL),
+            *filter(None, (_tag(card, t, m.ABSTENTION_ACCURACY) for t in ("absent-entity", "unstated-value"))),
             _label(card, "abstained_wrongly") + "; " + _label(card, "answered_unanswerable"),
             _config(card, "abstain_threshold")],
         "latency_cost": [

@@ -23,6 +23,7 @@ from exercise.config import Config
 from exercise.contracts import Answer, Chunk, Document, Generation
 from grader.solutions import pipeline as solution_pipeline
 from grader.solutions import retrieval as solution_retrieval
+from grader.solutions.abstention import CorpusNames, identifiers, proper_names
 from grader.solutions.chunking import StructureChunker, heading_prefix, parse_blocks
 from grader.solutions.generation import (ExtractiveGenerator, Unit, UnitScorer, answer_types, asks_of,
                                         is_instruction, states_answer, units_of)
@@ -415,10 +416,11 @@ def test_answer_quotes_the_table_row_and_cites_only_its_chunk() -> None:
 
 
 @pytest.mark.task(5)
-def test_abstains_when_the_context_does_not_overlap_the_question() -> None:
+def test_with_a_threshold_set_abstains_when_the_context_does_not_overlap_the_question() -> None:
     chunks = solution_chunks()
-    generation = solution_generator(chunks).generate("What is the SLA on Mars?", chunks)
-    assert generation == Generation(text="", citations=(), abstained=True)
+    generator = ExtractiveGenerator(fake_scorer(chunks), abstain_threshold=0.45)
+    assert generator.generate("What is the SLA on Mars?", chunks) == Generation(text="", citations=(), abstained=True)
+    assert not solution_generator(chunks).generate("What is the SLA on Mars?", chunks).abstained  # the default: 0, never
     assert solution_generator(chunks).generate("anything", []).abstained
 
 
@@ -446,3 +448,47 @@ def test_injected_instructions_are_dropped_whole_and_the_canary_never_leaks() ->
         assert not CANARY.search(generation.text) and "waterproof" not in generation.text
     kept = solution_generator(chunks).generate("How should I keep my widgets?", tips)
     assert "Keep widgets dry" in kept.text and kept.citations == (tips[0].chunk_id,)
+
+
+# task 5: abstaining on names the corpus lacks (grader/solutions/abstention.py)
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("PUT fails with KOS-4037 in eu-central-1 on CLI 4.8", ["KOS-4037", "eu-central-1", "4.8"]),
+    ("What does the Scale plan cost per month?", ["Scale plan"]),
+    ("Is there a minimum duration for the deep-vault class?", ["deep-vault class"]),
+    ("Can I set `queues.fifo.max_groups` higher?", ["queues.fifo.max_groups"]),
+    ("We send 15k msgs/sec and got a 1-star rating, 4x the quota", []),  # amounts, not names
+    ("How many lifecycle rules can a bucket hold?", []),
+])
+def test_identifiers_are_codes_regions_versions_and_named_kinds(question: str, expected: list[str]) -> None:
+    assert identifiers(question) == expected
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Does the CLI have an official build for FreeBSD?", ["CLI", "FreeBSD"]),
+    ("Is there a Personal Health Dashboard in the console?", ["Personal Health Dashboard"]),
+    ("What does a GPU-backed function cost?", ["GPU"]),  # an acronym before a word stays
+    ("For SKU KQ-REQ-1M, how big is a request?", []),  # part of an identifier
+    ("Our testers' source IPs changed. What now?", ["IP"]),  # plural acronym
+    ("Terraform creates buckets. How many can I create?", []),  # a sentence's first word
+])
+def test_proper_names_skip_sentence_starts_and_parts_of_identifiers(question: str, expected: list[str]) -> None:
+    assert proper_names(question) == expected
+
+
+def test_corpus_names_know_what_the_corpus_writes_with_any_separator() -> None:
+    names = CorpusNames([*DOCS, doc("widgets/guides/plans.md", "# Plans\n\nThe Enterprise plan adds an IP allowlist.\n")])
+    assert names.writes("wx-4408") and names.writes("WX 4408") and not names.writes("WX-4409")
+    assert names.unknown_identifiers("What does WX-4408 mean, and WX-4409?") == ["WX-4409"]
+    assert names.knows("Enterprise IP")  # each word is a name the corpus uses mid-sentence
+    assert names.unknown_proper_names("Can widgets run on FreeBSD in Enterprise?") == ["FreeBSD"]
+
+
+def test_the_reference_abstains_on_a_code_the_corpus_lacks_and_answers_one_it_has(tmp_path, fake_model) -> None:
+    pipeline = build_solution(tmp_path)
+    known, unknown = pipeline.answer("What does error WX-4408 mean?"), pipeline.answer("What does error WX-4409 mean?")
+    assert not known.abstained and known.citations
+    assert unknown.abstained and unknown.citations == () and unknown.retrieved  # retrieval still ran, for the metrics
+    on_freebsd = pipeline.answer("Can the widget worker run on FreeBSD?")  # a proper name, and no value asked
+    assert on_freebsd.abstained

@@ -18,11 +18,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from exercise.config import Config
-from exercise.contracts import SCORED_DEPTH, Answer, Chunk, Document, Hit, IndexStats
+from exercise.contracts import SCORED_DEPTH, Answer, Chunk, Document, Generation, Hit, IndexStats
 from exercise.embedding import EmbeddingCache, TextEncoder
 
+from .abstention import CorpusNames
 from .chunking import StructureChunker
-from .generation import ExtractiveGenerator, Unit, UnitScorer, units_of
+from .generation import ExtractiveGenerator, Unit, UnitScorer, states_answer, units_of
 from .retrieval import HybridRetriever, make_retriever, tokenize
 
 RERANK_DEPTH = 20  # fused hits that the sentence-level rerank reorders
@@ -34,7 +35,6 @@ REFERENCE_DEFAULTS: dict[str, object] = {
     "retriever": "hybrid",  # task 2
     "chunk_size": 2000,  # task 1: at most ~300 words; sections merge up to half of it, median ~190 words
     "context_budget_chars": 6000,  # task 3: about 1,500 tokens, two to four chunks
-    "abstain_threshold": 0.45,  # task 5: the best unit's support (UnitScorer) must reach this
 }
 
 
@@ -72,7 +72,7 @@ def build_pipeline(config: Config, documents: Sequence[Document]) -> ReferencePi
     index_stats = IndexStats(len(chunks), time.perf_counter() - started, bool(chunks_cached and cache.last_build["cached"]))
     scorer = UnitScorer(retriever.bm25.idf_of, units.similarity)
     generator = ExtractiveGenerator(scorer, config.answer_sentences, config.abstain_threshold)
-    return ReferencePipeline(config, documents, chunks, retriever, scorer, generator, index_stats)
+    return ReferencePipeline(config, documents, chunks, retriever, scorer, generator, index_stats, CorpusNames(documents))
 
 
 class UnitVectors:
@@ -113,6 +113,7 @@ class ReferencePipeline:
         scorer: UnitScorer,
         generator: ExtractiveGenerator,
         index_stats: IndexStats,
+        names: CorpusNames,
     ):
         self.config = config
         self.documents = {document.doc_id: document for document in documents}
@@ -121,6 +122,7 @@ class ReferencePipeline:
         self.scorer = scorer
         self.generator = generator
         self.index_stats = index_stats
+        self.names = names
 
     def is_current(self, chunk: Chunk) -> bool:
         return self.documents[chunk.doc_id].status != "superseded"
@@ -160,6 +162,8 @@ class ReferencePipeline:
         context = self.choose_context(question, hits)
         chosen = time.perf_counter()
         generation = self.generator.generate(question, [hit.chunk for hit in context])
+        if not generation.abstained and self.lacks(question, generation.text):
+            generation = Generation(text="", abstained=True)
         done = time.perf_counter()
         return Answer(
             question=question,
@@ -176,6 +180,13 @@ class ReferencePipeline:
                 "total": (done - started) * 1000,
             },
         )
+
+    def lacks(self, question: str, answer: str) -> bool:
+        """task 5: the question names something the corpus does not have (abstention.py): an identifier
+        it never writes, or a proper name it never uses while the answer states no value of the asked kind."""
+        if self.names.unknown_identifiers(question):
+            return True
+        return bool(self.names.unknown_proper_names(question)) and states_answer(answer, question) < 1.0
 
     def choose_context(self, question: str, hits: list[Hit]) -> list[Hit]:
         """Current, non-duplicate hits in rank order, until k_context chunks or context_budget_chars."""
