@@ -26,6 +26,7 @@ HELD_BACK = (
     "tests/test_export.py",
     "tests/test_grader.py",
     "tests/test_scorecard_view.py",
+    "tests/test_flags.py",
     "tests/test_holdout.py",
     "tests/test_solutions.py",
     "tests/test_isolation.py",
