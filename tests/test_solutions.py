@@ -472,6 +472,7 @@ def test_identifiers_are_codes_regions_versions_and_named_kinds(question: str, e
     ("For SKU KQ-REQ-1M, how big is a request?", []),  # part of an identifier
     ("Our testers' source IPs changed. What now?", ["IP"]),  # plural acronym
     ("Terraform creates buckets. How many can I create?", []),  # a sentence's first word
+    ("Sending a 600 KB JSON document fails", ["JSON"]),  # a unit after a number is no name
 ])
 def test_proper_names_skip_sentence_starts_and_parts_of_identifiers(question: str, expected: list[str]) -> None:
     assert proper_names(question) == expected

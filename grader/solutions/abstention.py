@@ -73,6 +73,8 @@ def proper_names(question: str) -> list[str]:
         before = question[: m.start()].rstrip()
         if (not before or before[-1] in ".!?:;(\"'—") and not words[0].isupper():
             words = words[1:]  # a sentence's first word is capitalized anyway
+        elif before[-1:].isdigit():
+            words = words[1:]  # a unit after a number ("600 KB JSON")
         while words and words[0] in FUNCTION_WORDS:
             words = words[1:]
         while words and words[-1] in FUNCTION_WORDS:
