@@ -162,10 +162,22 @@ def _minutes(a: str, b: str) -> float:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() / 60
 
 
-def last_edit(candidate: Path) -> str | None:
-    """When a file under exercise/ was last modified (UTC), to see whether the final code was measured."""
-    times = [p.stat().st_mtime for p in (candidate / "exercise").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    return datetime.fromtimestamp(max(times), timezone.utc).isoformat(timespec="seconds") if times else None
+def last_edit(candidate: Path, commits: list[dict] | None) -> str | None:
+    """When exercise/ last changed (UTC), to see whether the final code was measured.
+
+    With git: the newest commit that touched exercise/, or, for files with uncommitted changes, their
+    modification time. A clone's file times say when it was cloned, not when the code was written, so a
+    committed file is dated by its commit. Without git: the newest modification time under exercise/.
+    """
+    if commits is not None:
+        status = git(candidate, "status", "--porcelain", "--untracked-files=all", "--", "exercise") or ""
+        paths = [candidate / line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if len(line) > 3]
+        committed = [c["time"] for c in commits if c["pipeline"]]
+    else:
+        paths, committed = [p for p in (candidate / "exercise").rglob("*") if "__pycache__" not in p.parts], []
+    times = [datetime.fromtimestamp(p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+             for p in paths if p.is_file()]
+    return max(times + committed, default=None)
 
 
 def discipline(runs: list[dict], commits: list[dict] | None, edited: str | None) -> dict:
@@ -198,7 +210,7 @@ def build_timeline(candidate: Path, runs_dir: Path | None = None) -> dict:
     commits = read_commits(candidate)
     handover = mark_theirs(commits, bundle_commit(candidate), runs) if commits is not None else None
     return {"metrics": list(TIMELINE_METRICS), "runs": runs, "commits": commits, "handover": handover,
-            "discipline": discipline(runs, commits, last_edit(candidate))}
+            "discipline": discipline(runs, commits, last_edit(candidate, commits))}
 
 
 def when(iso: str) -> str:

@@ -735,6 +735,27 @@ def test_timeline_counts_runs_and_which_commits_were_measured(tmp_path):
     assert {f["path"] for f in changes["files"]} == {"exercise/chunking.py", "exercise/retrieval.py"}
 
 
+def test_the_final_code_is_dated_by_its_commit_not_by_a_clones_file_times(tmp_path):
+    """A clone's files are as new as the clone; only uncommitted edits are dated by their file times."""
+    repo = make_candidate(tmp_path / "c")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "ragkata exercise", date="2026-11-22T10:00:00+00:00")
+    (repo / "exercise" / "chunking.py").write_text("# structure-aware\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "structure-aware chunks", date="2026-11-22T10:35:00+00:00")
+    fake_run(repo / "runs", "20261122T104000", git(repo, "rev-parse", "HEAD"), False, 0.5)
+    clone = tmp_path / "clone"  # written now, long after the run
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    shutil.copytree(repo / "runs", clone / "runs")
+
+    d = build_timeline(clone)["discipline"]
+    assert d["last_edit"] == "2026-11-22T10:35:00+00:00" and d["final_state_measured"] is True
+    (clone / "exercise" / "chunking.py").write_text("# edited after the last run\n")
+    d = build_timeline(clone)["discipline"]
+    assert d["final_state_measured"] is False and d["last_edit"] > "2026-12-01"
+
+
 def test_without_git_changes_are_compared_file_by_file(tmp_path):
     repo = tmp_path / "c"
     shutil.copytree(INTERVIEWER_ROOT / "exercise", repo / "exercise", ignore=shutil.ignore_patterns("__pycache__"))
