@@ -183,10 +183,11 @@ class ReferencePipeline:
 
     def lacks(self, question: str, answer: str) -> bool:
         """task 5: the question names something the corpus does not have (abstention.py): an identifier
-        it never writes, or a proper name it never uses while the answer states no value of the asked kind."""
+        it never writes, or a proper name it never uses while the answer states no value of an asked kind
+        (states_answer below 0.5: a count asked for and a number given is 0.5)."""
         if self.names.unknown_identifiers(question):
             return True
-        return bool(self.names.unknown_proper_names(question)) and states_answer(answer, question) < 1.0
+        return bool(self.names.unknown_proper_names(question)) and states_answer(answer, question) < 0.5
 
     def choose_context(self, question: str, hits: list[Hit]) -> list[Hit]:
         """Current, non-duplicate hits in rank order, until k_context chunks or context_budget_chars."""
