@@ -105,23 +105,36 @@ def bundle_commit(candidate: Path) -> str | None:
     return None
 
 
+LOG_FORMAT = "--format=%x00%H%x09%ct%x09%s"  # one record per commit: NUL, sha, commit time, subject
+
+
+def log_records(out: str) -> list[tuple[str, str, str, str]]:
+    """(sha, time in UTC ISO 8601, subject, what follows the header) per commit of `git log LOG_FORMAT` output."""
+    records = []
+    for record in out.split("\0")[1:]:
+        header, _, body = record.partition("\n")
+        sha, _, rest = header.partition("\t")
+        stamp, _, subject = rest.partition("\t")
+        records.append((sha, datetime.fromtimestamp(int(stamp), timezone.utc).isoformat(), subject, body))
+    return records
+
+
+def numstat(text: str) -> dict:
+    """{"added", "deleted", "files"} from `git ... --numstat` lines, leaving out SKIP_PARTS; binary files count 0."""
+    rows = [line.split("\t", 2) for line in text.splitlines() if line.count("\t") >= 2]
+    kept = [row for row in rows if not SKIP_PARTS & set(Path(row[2]).parts)]
+    return {"added": sum(int(row[0]) for row in kept if row[0].isdigit()),
+            "deleted": sum(int(row[1]) for row in kept if row[1].isdigit()), "files": [row[2] for row in kept]}
+
+
 def commits_since(candidate: Path, base: str) -> list[dict] | None:
     """The commits after `base` up to HEAD, oldest first: {commit, time (UTC), subject, added, deleted, files}.
     Lines of binary files count 0; None when git fails."""
-    out = git(candidate, "log", "--reverse", "--no-renames", "--format=%x00%H%x09%ct%x09%s", "--numstat", f"{base}..HEAD")
+    out = git(candidate, "log", "--reverse", "--no-renames", LOG_FORMAT, "--numstat", f"{base}..HEAD")
     if out is None:
         return None
-    commits = []
-    for record in out.split("\0")[1:]:
-        header, _, numstat = record.partition("\n")
-        sha, _, rest = header.partition("\t")
-        stamp, _, subject = rest.partition("\t")
-        rows = [line.split("\t", 2) for line in numstat.splitlines() if line.count("\t") >= 2]
-        kept = [row for row in rows if not SKIP_PARTS & set(Path(row[2]).parts)]
-        commits.append({"commit": sha, "time": datetime.fromtimestamp(int(stamp), timezone.utc).isoformat(),
-                        "subject": subject, "added": sum(int(row[0]) for row in kept if row[0].isdigit()),
-                        "deleted": sum(int(row[1]) for row in kept if row[1].isdigit()), "files": [row[2] for row in kept]})
-    return commits
+    return [{"commit": sha, "time": time, "subject": subject, **numstat(body)}
+            for sha, time, subject, body in log_records(out)]
 
 
 def _by_git(candidate: Path, root: str) -> dict | None:
@@ -141,16 +154,14 @@ def _by_git(candidate: Path, root: str) -> dict | None:
         if not SKIP_PARTS & set(Path(path).parts):
             entries.append(_entry(path, [], _text(candidate / path), False, True))
     commits = commits_since(candidate, root) or []
-    uncommitted = git(candidate, "diff", "--numstat", "--no-renames", "HEAD") or ""
-    rows = [line.split("\t", 2) for line in uncommitted.splitlines() if line.count("\t") >= 2]
-    rows = [row for row in rows if not SKIP_PARTS & set(Path(row[2]).parts)]
+    uncommitted = numstat(git(candidate, "diff", "--numstat", "--no-renames", "HEAD") or "")
     fresh = [e for e in entries if e["status"] == "added" and e["path"] in untracked.splitlines()]
     return {"method": f"git: working tree against the bundle commit {root[:7]} (untracked files count as added)",
             "files": sorted(entries, key=lambda e: e["path"]), "bundle": root,
             "commits": commits[-MAX_COMMITS:], "commits_total": len(commits),
-            "uncommitted": {"files": len(rows) + len(fresh),
-                            "added": sum(int(r[0]) for r in rows if r[0].isdigit()) + sum(e["added"] for e in fresh),
-                            "deleted": sum(int(r[1]) for r in rows if r[1].isdigit())}}
+            "uncommitted": {"files": len(uncommitted["files"]) + len(fresh),
+                            "added": uncommitted["added"] + sum(e["added"] for e in fresh),
+                            "deleted": uncommitted["deleted"]}}
 
 
 def _tasks(files: list[dict], titles: dict[int, str], commits: list[dict]) -> list[dict]:

@@ -169,10 +169,10 @@ def _pipeline_seconds(card: Scorecard) -> str:
 def _alike_sides(card: Scorecard, label: str, text: Mapping[str, str]) -> str:
     """"label: a → b (reference c)" where the sides' indexes were got the same way; else each side on its own,
     with the reason (scorecard.build_note), and no arrow."""
-    cached = card.latency["cached"]
-    if not build_note(cached):
+    note = build_note(card.latency["cached"])
+    if not note:
         return f"{label}: {text['starter']} → {text['candidate']} (reference {text['reference']})"
-    return (f"{label}: " + "; ".join(f"{side} {text[side]}" for side in SIDES) + f" ({build_note(cached)})")
+    return f"{label}: " + "; ".join(f"{side} {text[side]}" for side in SIDES) + f" ({note})"
 
 
 def _generation(card: Scorecard) -> list[str]:

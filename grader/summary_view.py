@@ -12,6 +12,7 @@ import re
 from typing import Mapping
 
 from grader.card import Scorecard
+from grader.timeline import when
 from harness import metrics as m
 
 LEAD_METRICS = (m.EVIDENCE_RECALL_AT[5], m.CITATION_PRECISION, m.FACT_RECALL, m.ABSTENTION_F1)  # the first screen's rows
@@ -95,10 +96,9 @@ def _discipline_prompts(card: Scorecard) -> list[dict]:
                  "text": "No run of `ragkata eval` in your folder: how did you decide what to change, and whether it worked?",
                  "evidence": "no runs/ folder with evaluations"}]
     if d.get("final_state_measured") is False:
-        when = (d.get("last_edit") or "")[:16].replace("T", " ")
         prompts.append({"strength": 2.5, "section": "s5", "href": "#s5-body",
                         "text": "The final code was never measured: how do you know it does what you think?",
-                        "evidence": f"exercise/ changed at {when} UTC, after the last run"})
+                        "evidence": f"exercise/ changed at {when(d.get('last_edit') or '')} UTC, after the last run"})
     unmeasured = d.get("unmeasured_commits") or []
     if unmeasured:
         sha, _, subject = unmeasured[0].partition(" ")

@@ -16,7 +16,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grader.changes import bundle_commit
+from grader.changes import LOG_FORMAT, bundle_commit, log_records
 from grader.safegit import git
 from grader.sandbox import endpoint_host, uses_llm
 from harness.metrics import PER_TAG_METRICS
@@ -111,17 +111,11 @@ def _annotate_changes(runs: list[dict]) -> None:
 
 def read_commits(repo: Path) -> list[dict] | None:
     """The commits reachable from HEAD, oldest first, with whether each touched exercise/; None without git."""
-    out = git(repo, "log", "--reverse", "--format=%x00%H%x09%ct%x09%s", "--name-only")
+    out = git(repo, "log", "--reverse", LOG_FORMAT, "--name-only")
     if out is None:
         return None
-    commits = []
-    for record in out.split("\0")[1:]:
-        header, _, files = record.partition("\n")
-        sha, _, rest = header.partition("\t")
-        stamp, _, subject = rest.partition("\t")
-        commits.append({"commit": sha, "time": datetime.fromtimestamp(int(stamp), timezone.utc).isoformat(),
-                        "subject": subject, "pipeline": any(f.startswith("exercise/") for f in files.split())})
-    return commits
+    return [{"commit": sha, "time": time, "subject": subject, "pipeline": any(f.startswith("exercise/") for f in files.split())}
+            for sha, time, subject, files in log_records(out)]
 
 
 def mark_theirs(commits: list[dict], bundle: str | None, runs: list[dict]) -> str:
